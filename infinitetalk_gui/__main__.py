@@ -1,0 +1,3 @@
+from infinitetalk_gui.cli import main
+
+raise SystemExit(main())

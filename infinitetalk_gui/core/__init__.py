@@ -1,0 +1,1 @@
+"""The pure-Python core: no Qt here, so the CLI and the REST service start fast and headless."""
