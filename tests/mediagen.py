@@ -55,7 +55,9 @@ def speechlike_wav(
     return write_wav(path, speechlike_pcm(segments, rate), rate, channels)
 
 
-def alternating(total_s: float, voice_s: float = 6.0, silence_s: float = 0.8) -> list[tuple[str, float]]:
+def alternating(
+    total_s: float, voice_s: float = 6.0, silence_s: float = 0.8
+) -> list[tuple[str, float]]:
     """Speech with a pause every ``voice_s`` seconds, ``total_s`` long in all."""
     segments: list[tuple[str, float]] = []
     left = total_s
@@ -85,9 +87,7 @@ def portrait(path: Path, width: int = 400, height: int = 600, mode: str = "RGB")
 
     image = Image.new("RGB", (width, height), (40, 90, 160))
     draw = ImageDraw.Draw(image)
-    draw.ellipse(
-        (width * 0.25, height * 0.2, width * 0.75, height * 0.75), fill=(230, 190, 160)
-    )
+    draw.ellipse((width * 0.25, height * 0.2, width * 0.75, height * 0.75), fill=(230, 190, 160))
     draw.ellipse((width * 0.38, height * 0.38, width * 0.45, height * 0.44), fill=(30, 30, 30))
     draw.ellipse((width * 0.55, height * 0.38, width * 0.62, height * 0.44), fill=(30, 30, 30))
     image.convert(mode).save(path)

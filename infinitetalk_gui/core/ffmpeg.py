@@ -55,11 +55,9 @@ class FFmpegProcess:
         ffmpeg: str | None = None,
     ) -> None:
         exe = ffmpeg or find_ffmpeg()
-        self.args = [exe, "-hide_banner", "-nostdin", *args] if stdin == subprocess.DEVNULL else [
-            exe,
-            "-hide_banner",
-            *args,
-        ]
+        # -nostdin unless we feed it: ffmpeg must never wait on the user's terminal.
+        no_stdin = ["-nostdin"] if stdin == subprocess.DEVNULL else []
+        self.args = [exe, "-hide_banner", *no_stdin, *args]
         self.stderr_lines: collections.deque[str] = collections.deque(maxlen=400)
         self._cancel = cancel
         self.proc = subprocess.Popen(

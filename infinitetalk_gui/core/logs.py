@@ -44,11 +44,13 @@ def setup_logging(level: int = logging.INFO, log_file: Path | None = None) -> Pa
     target = log_file or paths.log_file()
     root = logging.getLogger("infinitetalk_gui")
     root.setLevel(level)
-    for handler in root.handlers:
-        if isinstance(handler, logging.handlers.RotatingFileHandler) and Path(
-            handler.baseFilename
-        ) == target.resolve():
-            return target
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.handlers.RotatingFileHandler):
+            if Path(handler.baseFilename) == target.resolve():
+                return target
+            # The log folder moved (tests, a changed XDG_STATE_HOME): one file at a time.
+            root.removeHandler(handler)
+            handler.close()
     handler = logging.handlers.RotatingFileHandler(
         target, maxBytes=2_000_000, backupCount=5, encoding="utf-8", delay=True
     )

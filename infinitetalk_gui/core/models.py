@@ -125,6 +125,7 @@ class RenderSettings:
     pad_color: str = "black"
     gpu_price_per_second: float = 0.00034
     overwrite: bool = False
+    demo: bool = False  # rendered on the built-in demo endpoint: a resume starts a new one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -59,7 +59,7 @@ def resources_dir() -> Path:
     frozen_root = getattr(sys, "_MEIPASS", None)
     if frozen_root:
         return Path(frozen_root) / "resources"
-    import infinitetalk_gui.resources as resources  # noqa: PLC0415
+    import infinitetalk_gui.resources as resources
 
     return Path(next(iter(resources.__path__)))
 

@@ -54,7 +54,7 @@ _POSITIVE_INT = {"min_silence_ms", "attempts", "concurrency", "execution_timeout
 
 
 def _check_key(key: str) -> None:
-    if key not in Settings.keys():
+    if key not in set(Settings.keys()):
         raise ConfigError(f"unknown setting '{key}'. Known settings: {', '.join(Settings.keys())}")
 
 
@@ -101,11 +101,14 @@ def load(path: Path | None = None) -> Settings:
     except FileNotFoundError:
         return Settings()
     except (OSError, ValueError) as error:
-        raise ConfigError(f"the settings file {path} cannot be read ({error}); fix or delete it")
+        raise ConfigError(
+            f"the settings file {path} cannot be read ({error}); fix or delete it"
+        ) from None
     settings = Settings()
     if isinstance(data, dict):
+        known = set(Settings.keys())
         for key, value in data.items():
-            if key in Settings.keys():
+            if key in known:
                 setattr(settings, key, value)
     return settings
 
