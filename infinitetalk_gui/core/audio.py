@@ -15,7 +15,7 @@ import json
 import math
 import os
 import wave
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -390,7 +390,7 @@ def _decode(
     params: SplitParams,
     info: AudioInfo,
     cancel: CancelToken | None,
-) -> Iterator[_Decoder]:
+) -> Generator[_Decoder, None, None]:
     """Run the one decode; yield the decoder after every block, and once more at the end."""
     work_dir.mkdir(parents=True, exist_ok=True)
     pcm_path = work_dir / PCM_NAME

@@ -69,12 +69,28 @@ class FFmpegProcess:
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
-        self._unregister = cancel.on_cancel(self.stop) if cancel else (lambda: None)
+        self._unregister = cancel.on_cancel(self._stop_soon) if cancel else (lambda: None)
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
         for raw in self.proc.stderr:
             self.stderr_lines.append(raw.decode("utf-8", "replace"))
+
+    def _stop_soon(self) -> None:
+        """On cancel: ask now, kill later, without blocking the thread that cancelled."""
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(OSError):
+            self.proc.terminate()
+        # ffmpeg blocked on a full pipe ignores SIGTERM: the waiting thread must not hang.
+        killer = threading.Timer(3.0, self._kill_if_alive)
+        killer.daemon = True
+        killer.start()
+
+    def _kill_if_alive(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
 
     def stop(self) -> None:
         """Ask, wait, kill: ffmpeg gets a moment to exit cleanly."""

@@ -491,7 +491,9 @@ class _JobRunner:
         src = Path(self.job.audio_path)
         if self.job.audio_duration_ms is not None:
             # Planned before (a resume): the stored ranges are the plan.
-            pcm = audio.ensure_pcm(src, self.work_dir, cancel=self.halt)
+            pcm = audio.ensure_pcm(
+                src, self.work_dir, expected_ms=self.job.audio_duration_ms, cancel=self.halt
+            )
             self.set_job(stage="rendering")
             for chunk in self.job.chunks:
                 if chunk.state is not JobState.COMPLETED:
