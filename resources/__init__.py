@@ -1,0 +1,1 @@
+"""Icons and demo media, shipped inside the package as infinitetalk_gui.resources."""
