@@ -188,17 +188,22 @@ def run_job(
     api_key: str | None,
     listener: Listener | None = None,
     cancel: CancelToken | None = None,
+    detach: CancelToken | None = None,
 ) -> Job:
     """Drive a job to a terminal state and return its final snapshot (see module docstring).
 
     Job-level failures end the job FAILED / CANCELLED / TIMED_OUT with ``job.error`` set; this
-    raises only JobLocked (another live process drives the job).
+    raises only JobLocked (another live process drives the job). ``detach`` stops driving
+    without cancelling: remote chunks go on rendering, the job stays unfinished (stage
+    "interrupted") and a later ``run_job`` re-attaches to them by their RunPod ids.
     """
     with store.lease(job_id) as lease:
         job = store.get(job_id)
         if job.state is JobState.COMPLETED:
             return job.snapshot()
-        runner = _JobRunner(job, store, api_key, listener, cancel or CancelToken(), lease)
+        runner = _JobRunner(
+            job, store, api_key, listener, cancel or CancelToken(), lease, detach or CancelToken()
+        )
         return runner.run()
 
 
@@ -242,9 +247,9 @@ def cancel_remote(job_id: str, *, store: JobStore, api_key: str | None) -> Job:
 class _Stop(Exception):
     """Internal: the job stops (a chunk failed for good, the key was rejected...)."""
 
-    def __init__(self, state: JobState, message: str) -> None:
+    def __init__(self, state: JobState | None, message: str) -> None:
         super().__init__(message)
-        self.state = state
+        self.state = state  # None: detach, leave the job unfinished and resumable
         self.message = message
 
 
@@ -266,9 +271,11 @@ class _JobRunner:
         listener: Listener | None,
         cancel: CancelToken,
         lease: Lease,
+        detach: CancelToken,
     ) -> None:
         self.job = job
         self.lease = lease
+        self.detach = detach
         self.store = store
         self.api_key = api_key
         self.listener = listener
@@ -357,7 +364,7 @@ class _JobRunner:
                 self.client.close()
         return self.job.snapshot()
 
-    def _why_halted(self) -> tuple[JobState, str]:
+    def _why_halted(self) -> tuple[JobState | None, str]:
         if self.shared.stop is not None:
             return self.shared.stop.state, self.shared.stop.message
         return JobState.CANCELLED, "Cancelled."
@@ -370,8 +377,11 @@ class _JobRunner:
 
     def _watch_stop_conditions(self) -> Callable[[], None]:
         """User cancel, a cancel file from another process, and the job's time limit."""
-        unregister = self.user_cancel.on_cancel(
+        unregister_cancel = self.user_cancel.on_cancel(
             lambda: self._halt(_Stop(JobState.CANCELLED, "Cancelled."))
+        )
+        unregister_detach = self.detach.on_cancel(
+            lambda: self._halt(_Stop(None, "Stopped here; resume it to finish."))
         )
         done = threading.Event()
         timeout = self.settings.timeout_s
@@ -404,7 +414,8 @@ class _JobRunner:
 
         def stop_watching() -> None:
             done.set()
-            unregister()
+            unregister_cancel()
+            unregister_detach()
             watcher.join(timeout=1)
 
         return stop_watching
@@ -699,7 +710,11 @@ class _JobRunner:
         )
         self._finish(JobState.COMPLETED, None)
 
-    def _finish(self, state: JobState, message: str | None) -> None:
+    def _finish(self, state: JobState | None, message: str | None) -> None:
+        if state is None:
+            # Detached: remote chunks keep rendering; a resume re-attaches by their ids.
+            self.set_job(stage="interrupted", error=None)
+            return
         if state is not JobState.COMPLETED:
             self._cancel_in_flight()
         with self.lock:

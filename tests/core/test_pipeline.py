@@ -381,3 +381,33 @@ def test_two_drivers_never_run_the_same_job(
         run_job(job.id, store=store, api_key=None)
     thread.join(timeout=30)
     assert store.get(job.id).state is JobState.COMPLETED
+
+
+def test_detach_leaves_the_job_resumable_without_cancelling_remote_chunks(
+    tmp_path: Path, store: JobStore, portrait: Path
+) -> None:
+    with DemoEndpoint(latency_s=2.0) as endpoint:
+        audio = mediagen.speechlike_wav(tmp_path / "a.wav", mediagen.alternating(24.0))
+        detach = CancelToken()
+
+        def detach_when_submitted(event: JobEvent) -> None:
+            if event.chunk is not None and event.chunk.runpod_id:
+                detach.cancel()
+
+        output = tmp_path / "o.mp4"
+        job = create_job(
+            portrait, audio, output, settings_for(endpoint, chunk_seconds=10.0), store=store
+        )
+        paused = run_job(
+            job.id, store=store, api_key=None, listener=detach_when_submitted, detach=detach
+        )
+        assert not paused.state.terminal and paused.stage == "interrupted"
+        assert endpoint.cancelled_ids == []
+        assert store.lease_holder(job.id) is None
+        assert store.interrupted()[0].id == job.id
+
+        final = run_job(job.id, store=store, api_key=None)
+        assert final.state is JobState.COMPLETED, final.error
+        # The chunk in flight was re-attached by its id, not submitted again.
+        assert endpoint.run_calls == len(final.chunks)
+        assert_duration_matches(output, 24.0)
