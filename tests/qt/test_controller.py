@@ -378,8 +378,10 @@ def test_shutdown_leaving_the_job_resumable_does_not_cancel_it(
         media["image"], media["long"], media["out"], settings(), api_key=None, demo=True
     )
     qtbot.waitUntil(
-        lambda: controller.current_job is not None
-        and any(c.runpod_id for c in controller.current_job.chunks),
+        lambda: (
+            controller.current_job is not None
+            and any(c.runpod_id for c in controller.current_job.chunks)
+        ),
         timeout=LONG,
     )
     job_id = controller.current_job.id  # type: ignore[union-attr]
