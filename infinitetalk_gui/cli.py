@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from infinitetalk_gui import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-GUI_FLAGS = ("--smoke", "--screenshot")
+GUI_FLAGS = ("--smoke", "--screenshot", "--with-demo-job", "--while-running")
 
 
 class UsageError(Exception):
@@ -508,9 +508,19 @@ COMMANDS = {
 }
 
 
+def _wants_gui(args: Sequence[str]) -> bool:
+    """No command, a window flag, or files to open ('Open with', a drop on the app icon)."""
+    if not args:
+        return True
+    first = args[0]
+    if first in COMMANDS or first in ("-h", "--help", "--version"):
+        return False
+    return any(arg.split("=")[0] in GUI_FLAGS for arg in args) or Path(first).is_file()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or args_list[0] in GUI_FLAGS:
+    if _wants_gui(args_list):
         from infinitetalk_gui.app import run_gui
 
         return run_gui(args_list)

@@ -1,0 +1,56 @@
+"""Numbers as people read them: durations, rough times, money. No Qt here (--smoke uses it)."""
+
+from __future__ import annotations
+
+
+def clock(ms: float | None) -> str:
+    """``83_000`` -> ``"1:23"``; an hour or more -> ``"1:02:03"``."""
+    if ms is None:
+        return "–"
+    total = max(0, round(ms / 1000))
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{seconds:02d}"
+    return f"{minutes}:{seconds:02d}"
+
+
+def clock_precise(ms: float) -> str:
+    """``1234`` -> ``"0:01.2"``: for short spans where tenths matter."""
+    ms = max(0.0, ms)
+    minutes, rest = divmod(ms / 1000, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+def rough_time(seconds: float) -> str:
+    """A duration in words, rounded the way people say it: "12 s", "about 4 min", "1 h 20 min"."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def money(usd: float) -> str:
+    """US dollars with enough digits to tell small GPU costs apart."""
+    if usd <= 0:
+        return "$0.00"
+    if usd < 0.01:
+        return f"${usd:.4f}"
+    return f"${usd:.2f}"
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def ffmpeg_version_line(output: str) -> str:
+    """``ffmpeg version 9.0.2-static https://...`` -> ``9.0.2-static``."""
+    first = output.strip().splitlines()[0] if output.strip() else ""
+    parts = first.split()
+    if len(parts) >= 3 and parts[0] == "ffmpeg" and parts[1] == "version":
+        return parts[2]
+    return first or "unknown"
