@@ -76,8 +76,11 @@ def bench_first_run(cache: Path) -> None:
         "split_on_silence(seg, min_silence_len=500, silence_thresh=-40)\n"
         "print(time.perf_counter() - t)\n"
     )
-    baseline = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                    check=True).stdout.strip())
+    baseline = float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     print("## first /run after launching render, 10 min 44.1 kHz stereo")
     print(f"baseline  pydub split_on_silence alone : {baseline:8.2f} s")
     print(f"ours      launch -> first /run         : {ours:8.2f} s")
@@ -102,13 +105,15 @@ def bench_wall(cache: Path) -> None:
         params = audio_mod.SplitParams(chunk_seconds=10.0)
         t = time.perf_counter()
         analysis = audio_mod.analyse_audio(src, home / "split", params)
-        cuts = audio_mod.plan_cuts(analysis.duration_ms, analysis.silences, analysis.energy_db,
-                                   params)
+        cuts = audio_mod.plan_cuts(
+            analysis.duration_ms, analysis.silences, analysis.energy_db, params
+        )
         split_s = time.perf_counter() - t
         with DemoEndpoint(latency_s=latency) as demo:
             store = JobStore()
-            settings = RenderSettings(endpoint_url=demo.url, width=256, height=256,
-                                      chunk_seconds=10.0, concurrency=3)
+            settings = RenderSettings(
+                endpoint_url=demo.url, width=256, height=256, chunk_seconds=10.0, concurrency=3
+            )
             job = create_job(PORTRAIT, src, home / "o.mp4", settings, store=store)
             stamps: dict[str, float] = {}
 
@@ -122,15 +127,23 @@ def bench_wall(cache: Path) -> None:
         join_s = stamps["done"] - stamps["joining"]
     waves = -(-len(final.chunks) // 3)
     ideal = waves * latency + split_s + join_s
-    print(f"## {len(final.chunks)}-chunk job (planned {len(cuts)}), demo latency {latency:.0f} s, "
-          "concurrency 3")
-    print(f"ideal     {waves} x {latency:.0f} s + split {split_s:.2f} s + join {join_s:.2f} s : "
-          f"{ideal:8.2f} s")
+    print(
+        f"## {len(final.chunks)}-chunk job (planned {len(cuts)}), demo latency {latency:.0f} s, "
+        "concurrency 3"
+    )
+    print(
+        f"ideal     {waves} x {latency:.0f} s + split {split_s:.2f} s + join {join_s:.2f} s : "
+        f"{ideal:8.2f} s"
+    )
     print(f"ours      wall time                             : {wall:8.2f} s")
-    print(f"overhead                                        : {100 * (wall / ideal - 1):8.1f} % "
-          "(goal <= 5 %)")
-    print(f"baseline  one chunk at a time (the original)    : {len(final.chunks) * latency:8.2f} s"
-          " + split + join")
+    print(
+        f"overhead                                        : {100 * (wall / ideal - 1):8.1f} % "
+        "(goal <= 5 %)"
+    )
+    print(
+        f"baseline  one chunk at a time (the original)    : {len(final.chunks) * latency:8.2f} s"
+        " + split + join"
+    )
 
 
 def _rss_kb(pid: int) -> int:
@@ -156,14 +169,25 @@ def bench_rss(cache: Path) -> None:
     wav = make_recording(cache / "speech_60min.wav", 3600)
     mp3 = cache / "speech_60min.mp3"
     if not mp3.exists():
-        subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(wav), "-b:a", "128k",
-                        str(mp3)], check=True)
+        subprocess.run(
+            [find_ffmpeg(), "-v", "error", "-y", "-i", str(wav), "-b:a", "128k", str(mp3)],
+            check=True,
+        )
     with tempfile.TemporaryDirectory() as tmp, DemoEndpoint(latency_s=0.05, workers=3) as demo:
         home = Path(tmp)
         started = time.perf_counter()
         proc = subprocess.Popen(
-            _cli("render", PORTRAIT, mp3, "-o", home / "o.mp4", "--endpoint-url", demo.url,
-                 "--size", "256x256"),
+            _cli(
+                "render",
+                PORTRAIT,
+                mp3,
+                "-o",
+                home / "o.mp4",
+                "--endpoint-url",
+                demo.url,
+                "--size",
+                "256x256",
+            ),
             env=_env(home),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -192,8 +216,10 @@ def bench_rss(cache: Path) -> None:
     cli_peak = max((rss for name, rss in peaks.values() if name == "cli"), default=0)
     ff_peak = max((rss for name, rss in peaks.values() if name == "ffmpeg"), default=0)
     print(f"## peak RSS, 60-minute MP3 job ({elapsed:.0f} s, {len(peaks) - 1} ffmpeg runs seen)")
-    print("baseline  the original script loads the whole decoded hour with pydub: "
-          f"{3600 * 44100 * 2 * 2 / 1e6:.0f} MB of PCM alone")
+    print(
+        "baseline  the original script loads the whole decoded hour with pydub: "
+        f"{3600 * 44100 * 2 * 2 / 1e6:.0f} MB of PCM alone"
+    )
     print(f"ours      CLI process peak    : {cli_peak / 1024:7.1f} MB (goal < 300 MB)")
     print(f"ours      largest ffmpeg child: {ff_peak / 1024:7.1f} MB (goal < 300 MB)")
 

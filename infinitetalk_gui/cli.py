@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--latency", type=float, default=1.0, help="seconds per chunk (1.0)")
 
     serve = sub.add_parser("serve", help="the local REST service (needs the [server] extra)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", help="interface to listen on (HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (PORT, else 8080)")
     serve.add_argument("--demo", action="store_true")
     return parser
 
