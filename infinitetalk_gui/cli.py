@@ -237,7 +237,7 @@ def _api_key(demo: bool) -> str | None:
         return None
     key = secrets.get_key()
     if not key:
-        raise UsageError("No RunPod API key. " + secrets.HOW_TO_PROVIDE)
+        raise UsageError(secrets.MISSING_KEY)
     logs.register_secret(key)
     return key
 
@@ -266,8 +266,13 @@ def _drive(job_id: str, *, store: Any, api_key: str | None, as_json: bool) -> in
         return EXIT_OK
     if not as_json:
         _say(f"Job {job.id} {job.state}: {job.error or 'no reason given'}")
-        if job.state is not JobState.COMPLETED:
-            _say(f"Finished chunks are kept: 'infinitetalk-gui resume {job.id}' renders the rest.")
+        if job.chunks_done:
+            _say(
+                f"{job.chunks_done} of {job.chunks_total} chunks are done and kept: "
+                f"'infinitetalk-gui resume {job.id}' renders the rest."
+            )
+        else:
+            _say(f"To try again: infinitetalk-gui resume {job.id}")
     return EXIT_FAILED
 
 
@@ -436,7 +441,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "with 'infinitetalk-gui config set endpoint_id ID'."
             )
         if not key and not args.demo:
-            raise UsageError("No RunPod API key. " + secrets.HOW_TO_PROVIDE)
+            raise UsageError(secrets.MISSING_KEY)
         client = runpod.RunPodClient(url, key)
         try:
             result = runpod.check_endpoint(client)

@@ -15,10 +15,10 @@ USERNAME = "runpod-api-key"
 ENV_VAR = "RUNPOD_API_KEY"
 
 HOW_TO_PROVIDE = (
-    "Provide a RunPod API key: run 'infinitetalk-gui key set' to keep it in the system "
-    f"keyring, or set the {ENV_VAR} environment variable. To try the app without a key, "
-    "add --demo."
+    "Run 'infinitetalk-gui key set' to keep it in the system keyring, or set the "
+    f"{ENV_VAR} environment variable. To try the app without a key, add --demo."
 )
+MISSING_KEY = "No RunPod API key is set. " + HOW_TO_PROVIDE
 
 
 def backend() -> KeyringBackend | None:
@@ -94,5 +94,5 @@ def clear_key() -> bool:
 def require_key() -> str:
     key = get_key()
     if not key:
-        raise ConfigError("No RunPod API key. " + HOW_TO_PROVIDE)
+        raise ConfigError("No RunPod API key is set. " + HOW_TO_PROVIDE)
     return key

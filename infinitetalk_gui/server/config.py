@@ -115,7 +115,7 @@ class ServerConfig:
                 "without an account, add --demo."
             )
         if not self.api_key:
-            raise ConfigError("No RunPod API key. " + secrets.HOW_TO_PROVIDE)
+            raise ConfigError(secrets.MISSING_KEY)
 
 
 def is_loopback(host: str) -> bool:
