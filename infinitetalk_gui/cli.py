@@ -10,8 +10,10 @@ import argparse
 import contextlib
 import getpass
 import json
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -220,8 +222,9 @@ def _sigint_cancels(token: Any) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         if token.cancelled:
             raise KeyboardInterrupt
-        _say("\nCancelling: stopping remote chunks... (Ctrl-C again to abort at once)")
-        token.cancel()
+        # Cancel on a helper thread: the main thread may hold a lock token.cancel() needs.
+        threading.Thread(target=token.cancel, name="sigint-cancel", daemon=True).start()
+        os.write(2, b"\nCancelling: stopping remote chunks... (Ctrl-C again to abort at once)\n")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -266,7 +269,11 @@ def _drive(job_id: str, *, store: Any, api_key: str | None, as_json: bool) -> in
         return EXIT_OK
     if not as_json:
         _say(f"Job {job.id} {job.state}: {job.error or 'no reason given'}")
-        if job.chunks_done:
+        if job.chunks_total and job.chunks_done == job.chunks_total:
+            _say(
+                f"Every chunk is rendered and kept: 'infinitetalk-gui resume {job.id}' joins them."
+            )
+        elif job.chunks_done:
             _say(
                 f"{job.chunks_done} of {job.chunks_total} chunks are done and kept: "
                 f"'infinitetalk-gui resume {job.id}' renders the rest."
@@ -328,6 +335,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from infinitetalk_gui.core.pipeline import repoint_demo_job
+
     store = _open_store()
     job = store.resolve(args.job_id)
     stack = contextlib.ExitStack()
@@ -335,12 +344,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if job.settings.demo:
             # The demo endpoint that rendered it is gone: start a new one for the rest.
             url = stack.enter_context(_demo_endpoint())
-            job.settings.endpoint_url = url
-            for chunk in job.chunks:
-                if not chunk.state.terminal:
-                    chunk.runpod_id = None
-            store.save_job(job)
-            store.save_chunks(job.id, job.chunks)
+            repoint_demo_job(job.id, store=store, endpoint_url=url)
             api_key = None
         else:
             api_key = _api_key(False)
@@ -359,10 +363,20 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if job.state.terminal:
         _say(f"Job {job.id} has already ended ({job.state}).")
         return EXIT_OK
-    job = cancel_remote(
-        job.id, store=store, api_key=None if job.settings.demo else secrets.get_key()
-    )
-    _say(f"Job {job.id}: {job.state}")
+    key = None if job.settings.demo else secrets.get_key()
+    driven = store.lease_holder(job.id) is not None
+    remote = [c for c in job.chunks if c.runpod_id and not c.state.terminal]
+    if remote and not driven and not job.settings.demo and not key:
+        # Nobody else can stop its chunks on RunPod: without the key they would run on.
+        raise UsageError(secrets.MISSING_KEY)
+    job = cancel_remote(job.id, store=store, api_key=key)
+    if not job.state.terminal:
+        _say(
+            f"Cancel requested: job {job.id} has not stopped yet ({job.state}). "
+            f"Check again with 'infinitetalk-gui jobs'."
+        )
+        return EXIT_FAILED
+    _say(f"Job {job.id}: {job.state}" + (f". {job.error}" if job.error != "Cancelled." else ""))
     return EXIT_OK
 
 

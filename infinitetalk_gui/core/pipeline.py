@@ -30,6 +30,7 @@ from infinitetalk_gui.core.errors import (
     ConfigError,
     InfiniteTalkError,
     InputError,
+    JobLocked,
     PayloadTooLarge,
 )
 from infinitetalk_gui.core.models import (
@@ -201,10 +202,40 @@ def run_job(
         job = store.get(job_id)
         if job.state is JobState.COMPLETED:
             return job.snapshot()
+        _check_still_runnable(job)
         runner = _JobRunner(
             job, store, api_key, listener, cancel or CancelToken(), lease, detach or CancelToken()
         )
         return runner.run()
+
+
+def _check_still_runnable(job: Job) -> None:
+    """Before a (re)start touches anything: the inputs are there, the output is not."""
+    for what, name in (("portrait", job.image_path), ("audio", job.audio_path)):
+        if not Path(name).is_file():
+            raise InputError(f"The {what} {name} is gone: put it back to finish job {job.id}.")
+    output = Path(job.output_path)
+    if output.exists() and not job.settings.overwrite:
+        raise InputError(
+            f"{output} already exists now. Move or delete it, then resume job {job.id}."
+        )
+    if not output.parent.is_dir():
+        raise InputError(f"The output folder {output.parent} is gone: job {job.id} cannot finish.")
+
+
+def repoint_demo_job(job_id: str, *, store: JobStore, endpoint_url: str) -> None:
+    """A demo job from an earlier run: its demo endpoint is gone, so render the rest on a new
+    one. Remote ids of unfinished chunks meant nothing to the old endpoint's successor."""
+    with store.lease(job_id):
+        job = store.get(job_id)
+        if job.state is JobState.COMPLETED or job.settings.endpoint_url == endpoint_url:
+            return
+        job.settings.endpoint_url = endpoint_url
+        for chunk in job.chunks:
+            if not chunk.state.terminal:
+                chunk.runpod_id = None
+        store.save_job(job)
+        store.save_chunks(job.id, job.chunks)
 
 
 def cancel_remote(job_id: str, *, store: JobStore, api_key: str | None) -> Job:
@@ -212,45 +243,61 @@ def cancel_remote(job_id: str, *, store: JobStore, api_key: str | None) -> Job:
     job = store.resolve(job_id)
     if job.state.terminal:
         return job
-    in_flight = [c for c in job.chunks if c.runpod_id and not c.state.terminal]
     holder = store.lease_holder(job.id)
     if holder is not None:
         # A live process drives it: ask it to stop; it cancels its own remote chunks.
         cancel_file(job.id).touch()
-    if in_flight and job.settings.endpoint_url:
-        client = runpod.RunPodClient(job.settings.endpoint_url, api_key)
-        try:
-            for chunk in in_flight:
-                assert chunk.runpod_id is not None
-                client.cancel(chunk.runpod_id)
-        finally:
-            client.close()
-    if holder is None:
-        with store.lease(job.id):
-            job = store.get(job.id)
-            for chunk in job.chunks:
-                if not chunk.state.terminal:
-                    chunk.set_state(JobState.CANCELLED)
-            job.set_state(JobState.CANCELLED)
-            job.stage = "done"
-            job.error = "Cancelled."
-            job.finished_at = time.time()
-            store.save_chunks(job.id, job.chunks)
-            store.save_job(job)
-    else:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not store.get(job.id).state.terminal:
             time.sleep(0.2)
+        return store.get(job.id)
+    with store.lease(job.id):
+        job = store.get(job.id)
+        in_flight = [c for c in job.chunks if c.runpod_id and not c.state.terminal]
+        not_stopped: set[int] = set()
+        # A demo job's endpoint died with the process that started it: nothing runs there.
+        if in_flight and job.settings.endpoint_url and not job.settings.demo:
+            client = runpod.RunPodClient(job.settings.endpoint_url, api_key)
+            try:
+                for chunk in in_flight:
+                    assert chunk.runpod_id is not None
+                    if not client.cancel(chunk.runpod_id):
+                        not_stopped.add(chunk.index)
+            finally:
+                client.close()
+        for chunk in job.chunks:
+            # A chunk whose /cancel did not get through keeps its id: a resume re-attaches.
+            if not chunk.state.terminal and chunk.index not in not_stopped:
+                chunk.set_state(JobState.CANCELLED)
+        job.set_state(JobState.CANCELLED)
+        job.stage = "done"
+        job.error = "Cancelled."
+        if not_stopped:
+            job.error = (
+                f"Cancelled here, but the endpoint did not confirm stopping "
+                f"{len(not_stopped)} chunk(s) still rendering there: they may finish and be billed."
+            )
+        job.finished_at = time.time()
+        store.save_chunks(job.id, job.chunks)
+        store.save_job(job)
     return store.get(job.id)
+
+
+WORKER_GRACE_S = 5.0  # after a halt, how long a chunk worker may take to notice it
 
 
 class _Stop(Exception):
     """Internal: the job stops (a chunk failed for good, the key was rejected...)."""
 
-    def __init__(self, state: JobState | None, message: str) -> None:
+    def __init__(self, state: JobState | None, message: str, *, lost: bool = False) -> None:
         super().__init__(message)
         self.state = state  # None: detach, leave the job unfinished and resumable
         self.message = message
+        self.lost = lost  # another process drives the job now: write nothing, cancel nothing
+
+
+def _lost() -> _Stop:
+    return _Stop(None, "Another process took this job over; stopped here.", lost=True)
 
 
 @dataclass
@@ -288,6 +335,7 @@ class _JobRunner:
         self.settings = job.settings
         self.client: runpod.RunPodClient | None = None
         self.image_b64 = ""
+        self.closed = False  # set by _finish: a late worker writes nothing after it
 
     # ----------------------------------------------------------------- events and state
 
@@ -312,6 +360,7 @@ class _JobRunner:
         self, state: JobState | None = None, stage: str | None = None, **fields: Any
     ) -> None:
         with self.lock:
+            self._check_writable()
             if state is not None:
                 self.job.set_state(state)
             if stage is not None:
@@ -325,6 +374,7 @@ class _JobRunner:
 
     def set_chunk(self, chunk: Chunk, state: JobState | None = None, **fields: Any) -> None:
         with self.lock:
+            self._check_writable()
             old = chunk.state
             if state is not None:
                 chunk.set_state(state)
@@ -332,14 +382,25 @@ class _JobRunner:
                 setattr(chunk, key, value)
             chunk.updated_at = time.time()
             self.store.save_chunk(self.job.id, chunk)
-        total = len(self.job.chunks)
         changed = state is not None and state is not old
-        message = f"chunk {chunk.index + 1}/{total} {chunk.state}"
+        message = f"chunk {self._chunk_label(chunk)} {chunk.state}"
         if chunk.attempt > 1:
             message += f" (attempt {chunk.attempt})"
         if chunk.state is JobState.FAILED and chunk.error:
             message += f": {chunk.error}"
         self.emit("chunk", message if changed else "", chunk)
+
+    def _check_writable(self) -> None:
+        """Called under self.lock before every store write."""
+        if self.closed:
+            raise Cancelled("The job has ended.")
+        if self.lease.lost:
+            raise _lost()
+
+    def _chunk_label(self, chunk: Chunk) -> str:
+        # The total is known once the split is done; until then it is still growing.
+        total = len(self.job.chunks) if self.job.audio_duration_ms is not None else "?"
+        return f"{chunk.index + 1}/{total}"
 
     # ----------------------------------------------------------------- the job
 
@@ -349,10 +410,13 @@ class _JobRunner:
             self._prepare_resume()
             self.set_job(JobState.IN_PROGRESS, "preparing", error=None, finished_at=None)
             self._render_and_join()
+        except JobLocked:
+            self._finish(None, _lost().message, lost=True)
         except _Stop as stop:
-            self._finish(stop.state, stop.message)
+            self._finish(stop.state, stop.message, lost=stop.lost)
         except Cancelled:
-            self._finish(*self._why_halted())
+            state, message, lost = self._why_halted()
+            self._finish(state, message, lost=lost)
         except InfiniteTalkError as error:
             self._finish(JobState.FAILED, str(error))
         except Exception as error:  # an unexpected bug: stored, logged, job left resumable
@@ -364,10 +428,10 @@ class _JobRunner:
                 self.client.close()
         return self.job.snapshot()
 
-    def _why_halted(self) -> tuple[JobState | None, str]:
+    def _why_halted(self) -> tuple[JobState | None, str, bool]:
         if self.shared.stop is not None:
-            return self.shared.stop.state, self.shared.stop.message
-        return JobState.CANCELLED, "Cancelled."
+            return self.shared.stop.state, self.shared.stop.message, self.shared.stop.lost
+        return JobState.CANCELLED, "Cancelled.", False
 
     def _halt(self, stop: _Stop) -> None:
         with self.shared.lock:
@@ -396,9 +460,7 @@ class _JobRunner:
                     self._halt(_Stop(JobState.CANCELLED, "Cancelled."))
                     return
                 if self.lease.lost:
-                    self._halt(
-                        _Stop(JobState.FAILED, "Another process took this job over; stopped here.")
-                    )
+                    self._halt(_lost())
                     return
                 if deadline is not None and time.monotonic() > deadline:
                     self._halt(
@@ -422,12 +484,6 @@ class _JobRunner:
 
     def _prepare_resume(self) -> None:
         """A FAILED/CANCELLED/TIMED_OUT job restarts: failed chunks get fresh attempts."""
-        for name in ("image_path", "audio_path"):
-            if not Path(getattr(self.job, name)).is_file():
-                raise InputError(
-                    f"The {name.split('_')[0]} {getattr(self.job, name)} is gone: "
-                    "this job cannot be finished."
-                )
         if self.job.state.terminal:
             self.set_job(JobState.IN_QUEUE, "queued")
         for chunk in self.job.chunks:
@@ -450,8 +506,9 @@ class _JobRunner:
         self.halt.raise_if_cancelled()
         if self.settings.endpoint_url is None:
             raise ConfigError("This job has no endpoint URL.")
+        # A short read timeout: a stalled /status must not hold up a cancel for a minute.
         self.client = runpod.RunPodClient(
-            self.settings.endpoint_url, self.api_key, cancel=self.halt
+            self.settings.endpoint_url, self.api_key, cancel=self.halt, read_timeout_s=20.0
         )
         framed = media.frame_portrait(
             Path(self.job.image_path),
@@ -481,16 +538,33 @@ class _JobRunner:
                 todo.put(chunk)
             if self.job.stage == "splitting":
                 self.set_job(stage="rendering")
+        except BaseException:
+            self.halt.cancel()  # stop the chunk workers now; run() reports why
+            raise
         finally:
             for _ in workers:
                 todo.put(None)
-            for worker in workers:
-                while worker.is_alive():
-                    worker.join(timeout=0.2)
+            self._join_workers(workers)
         if self.shared.stop is not None:
             raise self.shared.stop
         self.halt.raise_if_cancelled()
         self._join()
+
+    def _join_workers(self, workers: list[threading.Thread]) -> None:
+        """Wait for the chunk workers; once halted, give them a short grace, not forever.
+
+        A worker stuck in a slow HTTP call notices the halt only when the call returns; it is
+        a daemon thread, and the write guard keeps it from touching the job after _finish.
+        """
+        grace_ends: float | None = None
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(timeout=0.2)
+                if self.halt.cancelled:
+                    grace_ends = grace_ends or time.monotonic() + WORKER_GRACE_S
+                    if time.monotonic() > grace_ends:
+                        log.warning("job %s: a chunk worker is still busy; going on", self.job.id)
+                        return
 
     def _chunks_to_render(self) -> Iterator[Chunk]:
         """Chunks in order, each as soon as its audio is cut (streaming on a first run)."""
@@ -520,6 +594,7 @@ class _JobRunner:
                     chunk = self.job.chunks[index]
                     if (chunk.start_ms, chunk.end_ms) != (start_ms, end_ms):
                         # The audio changed since a crash mid-split: plan afresh from here.
+                        self._cancel_remote_chunks(self.job.chunks[index:])
                         del self.job.chunks[index:]
                         chunk = Chunk(index=index, start_ms=start_ms, end_ms=end_ms)
                         self.job.chunks.append(chunk)
@@ -538,6 +613,7 @@ class _JobRunner:
         assert analysis is not None
         with self.lock:
             if len(self.job.chunks) > planned:  # a stale longer plan from before a crash
+                self._cancel_remote_chunks(self.job.chunks[planned:])
                 del self.job.chunks[planned:]
                 self.store.replace_chunks(self.job.id, self.job.chunks)
         self.set_job(stage="rendering", audio_duration_ms=analysis.duration_ms)
@@ -628,9 +704,7 @@ class _JobRunner:
             exec_ms=None,
         )
         attempt = f" (attempt {chunk.attempt})" if chunk.attempt > 1 else ""
-        self.emit(
-            "chunk", f"chunk {chunk.index + 1}/{len(self.job.chunks)} submitted{attempt}", chunk
-        )
+        self.emit("chunk", f"chunk {self._chunk_label(chunk)} submitted{attempt}", chunk)
 
     def _expected_exec_s(self, chunk: Chunk) -> float | None:
         with self.shared.lock:
@@ -656,7 +730,9 @@ class _JobRunner:
                 return
             if state is JobState.CANCELLED:
                 # We did not cancel it: someone else did (the RunPod console, `cancel`).
-                self._halt(_Stop(JobState.CANCELLED, "Cancelled on the endpoint."))
+                by_user = cancel_file(self.job.id).exists() or self.user_cancel.cancelled
+                why = "Cancelled." if by_user else "Cancelled on the endpoint."
+                self._halt(_Stop(JobState.CANCELLED, why))
                 raise Cancelled("Cancelled.")
             if state in (JobState.FAILED, JobState.TIMED_OUT):
                 reason = status.error_message or (
@@ -710,35 +786,55 @@ class _JobRunner:
         )
         self._finish(JobState.COMPLETED, None)
 
-    def _finish(self, state: JobState | None, message: str | None) -> None:
+    def _finish(self, state: JobState | None, message: str | None, *, lost: bool = False) -> None:
+        """End this run. Never raises: the store keeps the job resumable whatever happened."""
+        if lost:
+            # Another process drives the job now: touching its chunks or files would break it.
+            log.warning("job %s: %s", self.job.id, message)
+            with self.lock:
+                self.closed = True
+            return
+        try:
+            self._end(state, message)
+        except Exception:
+            log.exception("job %s: could not record the end of the run", self.job.id)
+        finally:
+            with self.lock:
+                self.closed = True
+
+    def _end(self, state: JobState | None, message: str | None) -> None:
         if state is None:
             # Detached: remote chunks keep rendering; a resume re-attaches by their ids.
             self.set_job(stage="interrupted", error=None)
             return
+        if self.job.state.terminal:
+            # Failed while restarting (before IN_QUEUE): go back through the queue state.
+            self.set_job(JobState.IN_QUEUE)
         if state is not JobState.COMPLETED:
-            self._cancel_in_flight()
-        with self.lock:
-            for chunk in self.job.chunks:
-                if not chunk.state.terminal and chunk.runpod_id is not None:
-                    chunk.set_state(JobState.CANCELLED)
-                    self.store.save_chunk(self.job.id, chunk)
-        self.set_job(
-            state,
-            "done",
-            error=message,
-            finished_at=time.time(),
-        )
+            stopped = self._cancel_remote_chunks(self.job.chunks)
+            with self.lock:
+                for chunk in self.job.chunks:
+                    if chunk.index in stopped:
+                        chunk.set_state(JobState.CANCELLED)
+                        self.store.save_chunk(self.job.id, chunk)
+        self.set_job(state, "done", error=message, finished_at=time.time())
         self._clean_work_dir(completed=state is JobState.COMPLETED)
 
-    def _cancel_in_flight(self) -> None:
-        if self.client is None:
-            return
-        for chunk in list(self.job.chunks):
-            if chunk.runpod_id and not chunk.state.terminal:
-                try:
-                    self.client.cancel(chunk.runpod_id)
-                except InfiniteTalkError as error:
-                    log.warning("could not cancel remote job %s: %s", chunk.runpod_id, error)
+    def _cancel_remote_chunks(self, chunks: list[Chunk]) -> set[int]:
+        """/cancel each chunk still running remotely; the indexes the endpoint confirmed.
+
+        A chunk whose /cancel did not get through keeps its state and id: a resume
+        re-attaches to it instead of paying for it twice.
+        """
+        stopped: set[int] = set()
+        for chunk in list(chunks):
+            if not chunk.runpod_id or chunk.state.terminal:
+                continue
+            if self.client is not None and self.client.cancel(chunk.runpod_id):
+                stopped.add(chunk.index)
+            else:
+                log.warning("job %s: remote job %s may still run", self.job.id, chunk.runpod_id)
+        return stopped
 
     def _clean_work_dir(self, *, completed: bool) -> None:
         """Completed: remove everything. Otherwise keep finished chunk videos for a resume."""

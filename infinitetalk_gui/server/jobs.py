@@ -33,7 +33,14 @@ from infinitetalk_gui.core.cancel import CancelToken
 from infinitetalk_gui.core.demo_endpoint import DemoEndpoint
 from infinitetalk_gui.core.errors import ConfigError, InputError, JobLocked
 from infinitetalk_gui.core.models import Chunk, Job, JobState, check_size
-from infinitetalk_gui.core.pipeline import JobEvent, cancel_remote, create_job, estimate, run_job
+from infinitetalk_gui.core.pipeline import (
+    JobEvent,
+    cancel_remote,
+    create_job,
+    estimate,
+    repoint_demo_job,
+    run_job,
+)
 from infinitetalk_gui.core.settings import atomic_write_text
 from infinitetalk_gui.core.store import JobStore
 from infinitetalk_gui.server import webhook
@@ -473,7 +480,7 @@ class JobService:
                 log.warning("job %s was started %s --demo: it resumes when served so", job_id, mode)
             else:
                 if job.settings.demo:
-                    self._point_at_demo(job)
+                    repoint_demo_job(job.id, store=self.store, endpoint_url=self.endpoint_url or "")
                 final = run_job(
                     job_id,
                     store=self.store,
@@ -499,17 +506,6 @@ class JobService:
             with self._lock:
                 meta.started = False
             meta.idle.set()
-
-    def _point_at_demo(self, job: Job) -> None:
-        """A demo job from an earlier run: its demo endpoint is gone; render the rest here."""
-        if job.settings.endpoint_url == self.endpoint_url:
-            return
-        job.settings.endpoint_url = self.endpoint_url or ""
-        for chunk in job.chunks:
-            if not chunk.state.terminal:
-                chunk.runpod_id = None
-        self.store.save_job(job)
-        self.store.save_chunks(job.id, job.chunks)
 
     def _after_run(self, meta: JobMeta, final: Job) -> None:
         if meta.suspended and not meta.user_cancelled and final.state is not JobState.COMPLETED:
