@@ -465,3 +465,37 @@ def test_subcommands_never_import_qt() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_cancel_without_a_key_refuses_rather_than_leave_remote_chunks_running(
+    tmp_path: Path,
+    endpoint: DemoEndpoint,
+    portrait: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    audio = mediagen.speechlike_wav(tmp_path / "long.wav", mediagen.alternating(30.0))
+    proc = _spawn(
+        "render",
+        portrait,
+        audio,
+        "-o",
+        tmp_path / "talk.mp4",
+        "--endpoint-url",
+        endpoint.url,
+        "--size",
+        "256x256",
+    )
+    store = JobStore()
+    _wait_for(lambda: (j := _only_job(store)) is not None and any(c.runpod_id for c in j.chunks))
+    proc.kill()
+    proc.communicate()
+    job = store.list()[0]
+    monkeypatch.delenv("RUNPOD_API_KEY")
+    code, _, err = run_cli(capsys, "cancel", job.id)
+    assert code == 2 and "No RunPod API key is set" in err
+    assert not store.get(job.id).state.terminal
+    monkeypatch.setenv("RUNPOD_API_KEY", "sk-cli-test")
+    code, _, err = run_cli(capsys, "cancel", job.id)
+    assert code == 0 and "CANCELLED" in err
+    assert endpoint.cancelled_ids
