@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +71,8 @@ class ImagePreview:
 # What an audio analysis hands back, and what replan_cuts keeps of the last one.
 _AudioResult = tuple[audio_core.AudioInfo, audio_core.AudioAnalysis, AudioPreview]
 _LastAudio = tuple[Path, audio_core.AudioInfo, audio_core.AudioAnalysis, audio_core.SplitParams]
+# The previews: each kind has its own analysed/rejected signals and request generation.
+_PreviewKind = Literal["audio", "image"]
 
 
 def pil_to_qimage(image: Any) -> QtGui.QImage:
@@ -165,8 +167,8 @@ class RenderController(QtCore.QObject):
         self._demo: DemoEndpoint | None = None
         self._demo_lock = threading.Lock()
 
-        self._audio_generation = 0
-        self._image_generation = 0
+        # Bumped by each preview request: only the newest answer of a kind is signalled.
+        self._generations: dict[_PreviewKind, int] = {"audio": 0, "image": 0}
         # The last analysed voice file, kept for replan_cuts: path, info, analysis, params.
         self._last_audio: (
             tuple[Path, audio_core.AudioInfo, audio_core.AudioAnalysis, audio_core.SplitParams]
@@ -277,7 +279,10 @@ class RenderController(QtCore.QObject):
             job = self._store.get(job_id)
             key = api_key
             if job.settings.demo:
-                job = self._rebind_demo(job)
+                pipeline.repoint_demo_job(
+                    job.id, store=self._store, endpoint_url=self._ensure_demo()
+                )
+                job = self._store.get(job.id)
                 key = None
             self._bridge.post(lambda: self._adopt(job, f"Job {job.id}: rendering what is missing."))
             return self._run(job.id, token, key)
@@ -329,23 +334,6 @@ class RenderController(QtCore.QObject):
                 self._demo = DemoEndpoint(latency_s=self._demo_latency_s).start()
                 log.info("demo endpoint started at %s", self._demo.url)
             return self._demo.url
-
-    def _rebind_demo(self, job: Job) -> Job:
-        """A demo job's endpoint died with the process that ran it: point it at ours.
-
-        Chunks still out on the old endpoint are forgotten (their ids mean nothing to the
-        new one) and are sent again. Mirrors ``infinitetalk-gui resume`` for demo jobs.
-        """
-        url = self._ensure_demo()
-        if job.settings.endpoint_url == url:
-            return job
-        job.settings.endpoint_url = url
-        for chunk in job.chunks:
-            if not chunk.state.terminal:
-                chunk.runpod_id = None
-        self._store.save_job(job)
-        self._store.save_chunks(job.id, job.chunks)
-        return job
 
     # -- GUI-thread side of a render ---------------------------------------------------------
 
@@ -446,35 +434,20 @@ class RenderController(QtCore.QObject):
         """
         if self._closed:
             return
-        self._audio_generation += 1
-        generation = self._audio_generation
         path = Path(path)
 
-        def task() -> _AudioResult:
-            return self._analyse_audio_file(path, params, points)
-
-        def done(
-            result: tuple[audio_core.AudioInfo, audio_core.AudioAnalysis, AudioPreview],
-        ) -> None:
+        def keep(result: _AudioResult) -> AudioPreview:
             info, analysis, preview = result
+            self._last_audio = (path, info, analysis, params)
+            return preview
 
-            def deliver() -> None:
-                if generation == self._audio_generation:
-                    self._last_audio = (path, info, analysis, params)
-                    self.audioAnalysed.emit(str(path), preview)
-
-            self._bridge.post(deliver)
-
-        def failed(error: BaseException) -> None:
-            message = self._preview_error(error, path, "audio")
-
-            def deliver() -> None:
-                if generation == self._audio_generation:
-                    self.audioRejected.emit(str(path), message)
-
-            self._bridge.post(deliver)
-
-        self._pool.start(Worker(task, done, failed, name="analyse-audio"))
+        self._start_preview(
+            "audio",
+            path,
+            lambda: self._analyse_audio_file(path, params, points),
+            keep,
+            name="analyse-audio",
+        )
 
     def replan_cuts(self, params: audio_core.SplitParams, points: int = ENVELOPE_POINTS) -> None:
         """Re-plan the cuts of the last analysed audio for new split settings.
@@ -492,8 +465,6 @@ class RenderController(QtCore.QObject):
         ):
             self.analyse_audio(path, params, points)
             return
-        self._audio_generation += 1
-        generation = self._audio_generation
 
         def task() -> AudioPreview:
             cuts = audio_core.plan_cuts(
@@ -508,24 +479,11 @@ class RenderController(QtCore.QObject):
                 params=params,
             )
 
-        def done(preview: AudioPreview) -> None:
-            def deliver() -> None:
-                if generation == self._audio_generation:
-                    self._last_audio = (path, info, analysis, params)
-                    self.audioAnalysed.emit(str(path), preview)
+        def keep(preview: AudioPreview) -> AudioPreview:
+            self._last_audio = (path, info, analysis, params)
+            return preview
 
-            self._bridge.post(deliver)
-
-        def failed(error: BaseException) -> None:
-            message = self._preview_error(error, path, "audio")
-
-            def deliver() -> None:
-                if generation == self._audio_generation:
-                    self.audioRejected.emit(str(path), message)
-
-            self._bridge.post(deliver)
-
-        self._pool.start(Worker(task, done, failed, name="replan"))
+        self._start_preview("audio", path, task, keep, name="replan")
 
     def _analyse_audio_file(
         self, path: Path, params: audio_core.SplitParams, points: int
@@ -551,8 +509,6 @@ class RenderController(QtCore.QObject):
         """Validate a portrait and frame it as it will be sent: imageAnalysed or imageRejected."""
         if self._closed:
             return
-        self._image_generation += 1
-        generation = self._image_generation
         path = Path(path)
 
         def task() -> ImagePreview:
@@ -560,23 +516,48 @@ class RenderController(QtCore.QObject):
             framed = media.framed_preview(path, width, height, pad)
             return ImagePreview(info, pil_to_qimage(framed), width, height, pad)
 
-        def done(preview: ImagePreview) -> None:
+        self._start_preview("image", path, task, lambda preview: preview, name="analyse-image")
+
+    def _start_preview(
+        self,
+        kind: _PreviewKind,
+        path: Path,
+        task: Callable[[], T],
+        accept: Callable[[T], AudioPreview | ImagePreview],
+        *,
+        name: str,
+    ) -> None:
+        """Run a preview ``task`` on the pool; signal it unless a newer request superseded it.
+
+        Each call supersedes the previous request of the same kind: on the GUI thread, a result
+        still the newest goes through ``accept`` (which keeps what it needs and returns the
+        preview) to ``<kind>Analysed``; an error goes to ``<kind>Rejected`` as a plain message.
+        Anything older is dropped.
+        """
+        self._generations[kind] += 1
+        generation = self._generations[kind]
+        if kind == "audio":
+            analysed, rejected = self.audioAnalysed, self.audioRejected
+        else:
+            analysed, rejected = self.imageAnalysed, self.imageRejected
+
+        def done(value: T) -> None:
             def deliver() -> None:
-                if generation == self._image_generation:
-                    self.imageAnalysed.emit(str(path), preview)
+                if generation == self._generations[kind]:
+                    analysed.emit(str(path), accept(value))
 
             self._bridge.post(deliver)
 
         def failed(error: BaseException) -> None:
-            message = self._preview_error(error, path, "image")
+            message = self._preview_error(error, path, kind)
 
             def deliver() -> None:
-                if generation == self._image_generation:
-                    self.imageRejected.emit(str(path), message)
+                if generation == self._generations[kind]:
+                    rejected.emit(str(path), message)
 
             self._bridge.post(deliver)
 
-        self._pool.start(Worker(task, done, failed, name="analyse-image"))
+        self._pool.start(Worker(task, done, failed, name=name))
 
     @staticmethod
     def _preview_error(error: BaseException, path: Path, what: str) -> str:

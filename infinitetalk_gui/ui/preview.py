@@ -164,7 +164,11 @@ class PreviewPanel(QtWidgets.QWidget):
         self.player.playbackStateChanged.connect(self._state_changed)
         self.player.mediaStatusChanged.connect(self._status_changed)
         self.player.errorOccurred.connect(self._player_error)
-        self.video_widget.videoSink().videoFrameChanged.connect(self._frame_arrived)
+        # Frames arrive from the decoder's thread: queue them, so that thread never waits on
+        # Python (and so on the GUI thread) while the player holds its own locks.
+        self.video_widget.videoSink().videoFrameChanged.connect(
+            self._frame_arrived, QtCore.Qt.ConnectionType.QueuedConnection
+        )
         QtGui.QShortcut(
             QtGui.QKeySequence(QtCore.Qt.Key.Key_Space),
             player_page,

@@ -1,15 +1,12 @@
 """Fixtures for the window tests: Qt warnings fail a test, small media, a window with its store.
 
-Qt warnings are watched by a message handler of ours for the whole test, fixtures' teardown
-included (pytest-qt's capture ends before teardown, where the window shuts the controller down),
-so these tests opt out of pytest-qt's capture. Known harmless messages are filtered by category
-*and* text, nothing broader.
+Qt warnings are watched for the whole test, fixtures' teardown included (the window shuts the
+controller down there): the machinery is shared with tests/qt, see :mod:`tests.qt_support`.
 """
 
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -23,67 +20,15 @@ from infinitetalk_gui.ui.keys import ApiKeys
 from infinitetalk_gui.ui.main_window import MainWindow
 from infinitetalk_gui.ui.state import UiState
 from tests import mediagen
+from tests.qt_support import echo_qt_messages as echo_qt_messages  # off: windows are shown
+from tests.qt_support import fail_on_qt_warnings as fail_on_qt_warnings  # autouse fixture
+from tests.qt_support import mark_no_qt_log
 
 HERE = Path(__file__).parent
 
-# (category, a piece of the message)
-HARMLESS_QT_MESSAGES: tuple[tuple[str, str], ...] = (
-    # QtMultimedia's ffmpeg backend without a hardware decoder (ENVIRONMENT.md).
-    ("qt.multimedia.playbackengine.codec", "No HW decoder found"),
-    # QtMultimedia probes optional system libraries and falls back when they are missing.
-    ("qt.multimedia.symbolsresolver", "Couldn't load pipewire-0.3 library"),
-    ("qt.multimedia.symbolsresolver", "Couldn't resolve pipewire-0.3 symbols"),
-    ("qt.multimedia.symbolsresolver", "Couldn't load va"),
-    ("qt.multimedia.symbolsresolver", "Couldn't resolve va"),
-    # No sound server and no audio device on a CI box: the player plays without sound.
-    ("default", "PulseAudioService: pa_context_connect() failed"),
-    ("default", "No audio device detected"),
-    # Offscreen there is no GPU: video frames are converted on the CPU.
-    ("default", "No RHI backend. Using CPU conversion."),
-    # The offscreen platform cannot pass window size hints on: meaningless without a screen.
-    ("qt.qpa.offscreen", "This plugin does not support propagateSizeHints()"),
-    ("default", "This plugin does not support propagateSizeHints()"),
-    # Nor can it stack windows: showing the video widget again asks for a raise().
-    ("default", "This plugin does not support raise()"),
-)
-
-_WARNING_TYPES = frozenset(
-    {QtCore.QtMsgType.QtWarningMsg, QtCore.QtMsgType.QtCriticalMsg, QtCore.QtMsgType.QtFatalMsg}
-)
-
-
-def is_harmless(category: str | None, message: str) -> bool:
-    return any(category == cat and part in message for cat, part in HARMLESS_QT_MESSAGES)
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.is_relative_to(HERE):
-            item.add_marker(pytest.mark.no_qt_log)
-
-
-@pytest.fixture(autouse=True)
-def fail_on_qt_warnings(qapp: QtWidgets.QApplication) -> Iterator[list[str]]:
-    """Fail the test on a Qt warning (from any thread) that is not known to be harmless."""
-    seen: list[str] = []
-    lock = threading.Lock()
-
-    def handler(kind: QtCore.QtMsgType, context: QtCore.QMessageLogContext, message: str) -> None:
-        category = context.category if context is not None else None
-        line = f"{kind.name} [{category}] {message}"
-        if kind in _WARNING_TYPES and not is_harmless(category, message):
-            with lock:
-                seen.append(line)
-
-    previous = QtCore.qInstallMessageHandler(handler)
-    try:
-        yield seen
-        QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
-        QtCore.QCoreApplication.processEvents()
-    finally:
-        QtCore.qInstallMessageHandler(previous)
-    if seen:
-        pytest.fail("Qt warnings:\n" + "\n".join(seen), pytrace=False)
+    mark_no_qt_log(items, HERE)
 
 
 # -- media -----------------------------------------------------------------------------------
