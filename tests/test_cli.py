@@ -59,6 +59,7 @@ def test_demo_render_then_jobs_json(
     assert code == 0, err
     assert "Done:" in err and str(output) in err
     assert "chunk 1/" in err  # one line per chunk state change
+    assert "GPU" in err and "$" in err  # queue time, GPU time and cost per chunk and per job
     video_s, audio_s = media.media_duration(output)
     assert abs(video_s - 14.0) <= 0.04 and abs(audio_s - 14.0) <= 0.04
 

@@ -77,6 +77,7 @@ class JobEvent:
                 "attempt": self.chunk.attempt,
                 "queue_ms": self.chunk.queue_ms,
                 "exec_ms": self.chunk.exec_ms,
+                "cost_usd": round(chunk_cost(self.chunk, self.job.settings), 6),
                 "error": self.chunk.error,
             }
         if self.job.state.terminal:
@@ -87,6 +88,11 @@ class JobEvent:
 
 
 Listener = Callable[[JobEvent], None]
+
+
+def chunk_cost(chunk: Chunk, settings: RenderSettings) -> float:
+    """Estimated GPU cost of one chunk in USD: its execution time at the set price."""
+    return (chunk.exec_ms or 0) / 1000 * settings.gpu_price_per_second
 
 
 @dataclass(frozen=True)
@@ -388,6 +394,11 @@ class _JobRunner:
             message += f" (attempt {chunk.attempt})"
         if chunk.state is JobState.FAILED and chunk.error:
             message += f": {chunk.error}"
+        if chunk.state is JobState.COMPLETED and chunk.exec_ms is not None:
+            message += (
+                f" (queue {(chunk.queue_ms or 0) / 1000:.1f} s, GPU {chunk.exec_ms / 1000:.1f} s,"
+                f" ${chunk_cost(chunk, self.settings):.4f})"
+            )
         self.emit("chunk", message if changed else "", chunk)
 
     def _check_writable(self) -> None:

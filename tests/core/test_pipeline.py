@@ -119,10 +119,12 @@ def test_output_is_exactly_as_long_as_the_audio(
 
 
 @pytest.mark.slow
-def test_ten_minutes_with_pauses(
-    tmp_path: Path, demo: DemoEndpoint, store: JobStore, portrait: Path
+@pytest.mark.parametrize("pauses", [True, False], ids=["pauses", "no-pause"])
+def test_ten_minutes(
+    tmp_path: Path, demo: DemoEndpoint, store: JobStore, portrait: Path, pauses: bool
 ) -> None:
-    audio = mediagen.speechlike_wav(tmp_path / "long.wav", mediagen.alternating(600.0, 9.0, 0.7))
+    segments = mediagen.alternating(600.0, 9.0, 0.7) if pauses else [("voice", 600.0)]
+    audio = mediagen.speechlike_wav(tmp_path / "long.wav", segments)
     job_id, output = render(tmp_path, store, portrait, audio, settings_for(demo))
     job = store.get(job_id)
     assert job.state is JobState.COMPLETED, job.error
