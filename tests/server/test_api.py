@@ -202,6 +202,12 @@ def test_health_and_deep_health(server: RunningServer) -> None:
 def test_metrics(server: RunningServer, media: Media) -> None:
     job_id = server.client.post("/jobs", json=media.json_body()).json()["id"]
     server.wait(job_id)
+    # The job reads COMPLETED as soon as the pipeline says so; the service counts its end
+    # right after, on the job's own thread.
+    ended = 'infinitetalk_jobs_ended_total{state="COMPLETED"} 1.0'
+    deadline = time.monotonic() + 10
+    while ended not in server.client.get("/metrics").text and time.monotonic() < deadline:
+        time.sleep(0.05)
     text = server.client.get("/metrics").text
     assert 'infinitetalk_jobs{state="COMPLETED"} 1.0' in text
     assert "infinitetalk_chunks_in_flight 0.0" in text

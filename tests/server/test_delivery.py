@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -74,10 +75,12 @@ def test_webhook_is_retried_until_delivered(
     assert headers["X-InfiniteTalk-Event"] == "job.finished"
     expected = "sha256=" + hmac.new(b"shh", body, hashlib.sha256).hexdigest()
     assert headers["X-InfiniteTalk-Signature"] == expected
-    assert (
-        'infinitetalk_webhook_deliveries_total{outcome="delivered"} 1.0'
-        in server.client.get("/metrics").text
-    )
+    # The receiver has the request before the sender has read the answer and counted it.
+    delivered = 'infinitetalk_webhook_deliveries_total{outcome="delivered"} 1.0'
+    deadline = time.monotonic() + 10
+    while delivered not in server.client.get("/metrics").text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert delivered in server.client.get("/metrics").text
 
 
 def test_webhook_for_a_cancelled_job(
