@@ -344,28 +344,35 @@ def _only_job(store: JobStore) -> object:
     return jobs[0] if jobs else None
 
 
-def test_ctrl_c_cancels_remote_chunks_and_leaves_the_folder_alone(
-    tmp_path: Path, endpoint: DemoEndpoint, portrait: Path
-) -> None:
-    audio = mediagen.speechlike_wav(tmp_path / "long.wav", mediagen.alternating(40.0))
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    (out_dir / "keep.txt").write_text("mine")
+def _render_in_background(
+    tmp_path: Path, endpoint: DemoEndpoint, portrait: Path, seconds: float, *extra: str
+) -> tuple[subprocess.Popen[str], JobStore]:
+    """Start ``render`` in another process; return once a chunk is on the endpoint."""
+    audio = mediagen.speechlike_wav(tmp_path / "long.wav", mediagen.alternating(seconds))
     proc = _spawn(
         "render",
         portrait,
         audio,
-        "-o",
-        out_dir / "talk.mp4",
         "--endpoint-url",
         endpoint.url,
         "--size",
         "256x256",
-        "--chunk-seconds",
-        "10",
+        *extra,
     )
     store = JobStore()
     _wait_for(lambda: (j := _only_job(store)) is not None and any(c.runpod_id for c in j.chunks))
+    return proc, store
+
+
+def test_ctrl_c_cancels_remote_chunks_and_leaves_the_folder_alone(
+    tmp_path: Path, endpoint: DemoEndpoint, portrait: Path
+) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("mine")
+    proc, store = _render_in_background(
+        tmp_path, endpoint, portrait, 40.0, "-o", str(out_dir / "talk.mp4"), "--chunk-seconds", "10"
+    )
     proc.send_signal(signal.SIGINT)
     started = time.monotonic()
     _, err = proc.communicate(timeout=20)
@@ -431,22 +438,16 @@ def test_kill_9_then_resume_renders_only_what_is_missing(
 def test_cancel_command_stops_a_job_driven_by_another_process(
     tmp_path: Path, endpoint: DemoEndpoint, portrait: Path
 ) -> None:
-    audio = mediagen.speechlike_wav(tmp_path / "long.wav", mediagen.alternating(40.0))
-    proc = _spawn(
-        "render",
+    proc, store = _render_in_background(
+        tmp_path,
+        endpoint,
         portrait,
-        audio,
+        40.0,
         "-o",
-        tmp_path / "talk.mp4",
-        "--endpoint-url",
-        endpoint.url,
-        "--size",
-        "256x256",
+        str(tmp_path / "talk.mp4"),
         "--chunk-seconds",
         "10",
     )
-    store = JobStore()
-    _wait_for(lambda: (j := _only_job(store)) is not None and any(c.runpod_id for c in j.chunks))
     job = store.list()[0]
     canceller = _spawn("cancel", job.id)
     _, err = canceller.communicate(timeout=30)
@@ -475,20 +476,9 @@ def test_cancel_without_a_key_refuses_rather_than_leave_remote_chunks_running(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    audio = mediagen.speechlike_wav(tmp_path / "long.wav", mediagen.alternating(30.0))
-    proc = _spawn(
-        "render",
-        portrait,
-        audio,
-        "-o",
-        tmp_path / "talk.mp4",
-        "--endpoint-url",
-        endpoint.url,
-        "--size",
-        "256x256",
+    proc, store = _render_in_background(
+        tmp_path, endpoint, portrait, 30.0, "-o", str(tmp_path / "talk.mp4")
     )
-    store = JobStore()
-    _wait_for(lambda: (j := _only_job(store)) is not None and any(c.runpod_id for c in j.chunks))
     proc.kill()
     proc.communicate()
     job = store.list()[0]

@@ -36,18 +36,6 @@ def demo() -> Iterator[DemoEndpoint]:
     endpoint.stop()
 
 
-@pytest.fixture
-def store() -> Iterator[JobStore]:
-    job_store = JobStore()
-    yield job_store
-    job_store.close()
-
-
-@pytest.fixture
-def portrait(tmp_path: Path) -> Path:
-    return mediagen.portrait(tmp_path / "face.png", 300, 420)
-
-
 def settings_for(demo: DemoEndpoint, **changes: object) -> RenderSettings:
     base = RenderSettings(endpoint_url=demo.url, width=256, height=256, demo=True)
     for key, value in changes.items():

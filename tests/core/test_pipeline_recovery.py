@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,6 @@ from infinitetalk_gui.core.pipeline import cancel_remote, create_job, run_job
 from infinitetalk_gui.core.store import JobStore
 from tests import mediagen
 from tests.fake_runpod import FakeRunPod, Fault
-
-
-@pytest.fixture
-def store() -> Iterator[JobStore]:
-    job_store = JobStore()
-    yield job_store
-    job_store.close()
-
-
-@pytest.fixture
-def portrait(tmp_path: Path) -> Path:
-    return mediagen.portrait(tmp_path / "face.png", 300, 420)
 
 
 def settings(url: str, **changes: Any) -> RenderSettings:
