@@ -341,6 +341,24 @@ def test_retry_needs_a_failed_job(
     assert not controller.busy
 
 
+def _start_slow_demo_render(
+    controller: RenderController,
+    media: dict[str, Path],
+    qtbot: Any,
+    ready: Callable[[Job], bool],
+) -> str:
+    """Start a long demo render; return its job id once ``ready(job)`` holds."""
+    controller.start_render(
+        media["image"], media["long"], media["out"], settings(), api_key=None, demo=True
+    )
+    qtbot.waitUntil(
+        lambda: controller.current_job is not None and ready(controller.current_job),
+        timeout=LONG,
+    )
+    assert controller.current_job is not None
+    return controller.current_job.id
+
+
 def test_shutdown_cancels_and_drains(
     make_controller: Callable[..., RenderController],
     media: dict[str, Path],
@@ -348,14 +366,7 @@ def test_shutdown_cancels_and_drains(
     qtbot: Any,
 ) -> None:
     controller = make_controller(demo_latency_s=30)
-    controller.start_render(
-        media["image"], media["long"], media["out"], settings(), api_key=None, demo=True
-    )
-    qtbot.waitUntil(
-        lambda: controller.current_job is not None and controller.current_job.chunks != [],
-        timeout=LONG,
-    )
-    job_id = controller.current_job.id  # type: ignore[union-attr]
+    job_id = _start_slow_demo_render(controller, media, qtbot, lambda job: job.chunks != [])
     assert controller.shutdown(cancel_running=True, timeout_ms=LONG)
     assert controller.pool.activeThreadCount() == 0
     assert controller.demo_url is None  # the demo endpoint was stopped
@@ -374,17 +385,9 @@ def test_shutdown_leaving_the_job_resumable_does_not_cancel_it(
     qtbot: Any,
 ) -> None:
     controller = make_controller(demo_latency_s=30)
-    controller.start_render(
-        media["image"], media["long"], media["out"], settings(), api_key=None, demo=True
+    job_id = _start_slow_demo_render(
+        controller, media, qtbot, lambda job: any(c.runpod_id for c in job.chunks)
     )
-    qtbot.waitUntil(
-        lambda: (
-            controller.current_job is not None
-            and any(c.runpod_id for c in controller.current_job.chunks)
-        ),
-        timeout=LONG,
-    )
-    job_id = controller.current_job.id  # type: ignore[union-attr]
     assert controller.shutdown(cancel_running=False, timeout_ms=LONG)
     assert controller.pool.activeThreadCount() == 0
     job = store.get(job_id)
