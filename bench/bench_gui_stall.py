@@ -163,7 +163,10 @@ def run_controller(
     log_view = QtWidgets.QPlainTextEdit()
     log_view.show()
     # Paint once before measuring: the first paint loads fonts and styles (a one-off cost of
-    # any window, not of rendering).
+    # any window, not of rendering). And load Pillow's plugins as the app does at start-up.
+    from infinitetalk_gui.core.media import preload_image_plugins
+
+    preload_image_plugins()
     for widget in (view, log_view):
         widget.grab()
     QtWidgets.QApplication.processEvents()

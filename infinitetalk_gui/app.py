@@ -167,6 +167,7 @@ def load_settings_or_default(report: Callable[[str], None]) -> Any:
 def run_app(files: Sequence[Path] = ()) -> int:
     from infinitetalk_gui.core import logs
     from infinitetalk_gui.core.errors import InfiniteTalkError
+    from infinitetalk_gui.core.media import preload_image_plugins
     from infinitetalk_gui.core.store import JobStore
     from infinitetalk_gui.qt.compat import QtCore, QtWidgets
     from infinitetalk_gui.qt.controller import RenderController
@@ -183,6 +184,7 @@ def run_app(files: Sequence[Path] = ()) -> int:
         return 1
     problems: list[str] = []
     settings = load_settings_or_default(problems.append)
+    preload_image_plugins()  # before the window shows, not on a worker thread mid-drop
     controller = RenderController(store)
     window = MainWindow(controller, store, settings=settings)
 
