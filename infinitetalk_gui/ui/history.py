@@ -19,6 +19,7 @@ from infinitetalk_gui.qt.models import (
     JobHistoryModel,
 )
 from infinitetalk_gui.ui import icons
+from infinitetalk_gui.ui.widgets import empty_state_label
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,11 @@ class HistoryPanel(QtWidgets.QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.remove_button)
 
-        self.empty_label = QtWidgets.QLabel(
-            "<p style='font-size:12pt'><b>No renders yet</b></p>"
-            "<p>Every render you start is listed here, so you can play it again,<br>"
-            "re-run it with other settings, or finish one that was interrupted.</p>"
+        self.empty_label = empty_state_label(
+            "No renders yet",
+            "Every render you start is listed here, so you can play it again,<br>"
+            "re-run it with other settings, or finish one that was interrupted.",
         )
-        self.empty_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
-        self.empty_label.setEnabled(False)
         list_page = QtWidgets.QWidget()
         list_layout = QtWidgets.QVBoxLayout(list_page)
         list_layout.setContentsMargins(0, 0, 0, 0)

@@ -21,6 +21,7 @@ from infinitetalk_gui.qt.workers import MainThreadBridge, start_worker
 from infinitetalk_gui.ui import icons
 from infinitetalk_gui.ui.state import UiState
 from infinitetalk_gui.ui.text import clock
+from infinitetalk_gui.ui.widgets import empty_state_label
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +138,11 @@ class PreviewPanel(QtWidgets.QWidget):
         player_layout.addLayout(actions)
         player_layout.addWidget(self.message_label)
 
-        self.empty_label = QtWidgets.QLabel(
-            "<p style='font-size:12pt'><b>No video yet</b></p>"
-            "<p>When a render finishes, the video plays here.<br>"
-            "Finished renders are also in the History tab.</p>"
+        self.empty_label = empty_state_label(
+            "No video yet",
+            "When a render finishes, the video plays here.<br>"
+            "Finished renders are also in the History tab.",
         )
-        self.empty_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
-        self.empty_label.setEnabled(False)
 
         self.stack = QtWidgets.QStackedWidget()
         self.stack.addWidget(self.empty_label)
