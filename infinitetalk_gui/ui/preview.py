@@ -26,6 +26,8 @@ from infinitetalk_gui.ui.widgets import empty_state_label
 log = logging.getLogger(__name__)
 
 VIDEO_FILTER = "MP4 video (*.mp4)"
+# How long closing the window waits for the player to let go of its file and threads.
+RELEASE_TIMEOUT_MS = 3000
 
 
 def copy_atomic(src: Path, dst: Path, *, overwrite: bool) -> Path:
@@ -152,7 +154,7 @@ class PreviewPanel(QtWidgets.QWidget):
         layout.addWidget(self.stack)
 
         self.play_button.clicked.connect(self.toggle_play)
-        self.position_slider.sliderMoved.connect(self.player.setPosition)
+        self.position_slider.sliderMoved.connect(self.seek)
         self.position_slider.actionTriggered.connect(self._slider_action)
         self.volume_slider.valueChanged.connect(lambda v: self.audio_output.setVolume(v / 100))
         self.mute_button.toggled.connect(self._set_muted)
@@ -183,7 +185,7 @@ class PreviewPanel(QtWidgets.QWidget):
 
     def load(self, path: Path) -> None:
         """Show ``path`` paused on its first frame."""
-        self.player.stop()
+        self._command("stop")
         self._source = path
         self._last_frame = None
         self._want_poster = True
@@ -191,12 +193,11 @@ class PreviewPanel(QtWidgets.QWidget):
         self.file_label.setText(path.name)
         self.file_label.setToolTip(str(path))
         self.stack.setCurrentIndex(1)
-        self.player.setSource(QtCore.QUrl.fromLocalFile(str(path)))
+        self._command("setSource", QtCore.Q_ARG(QtCore.QUrl, QtCore.QUrl.fromLocalFile(str(path))))
 
     def unload(self) -> None:
         """Let go of the file (a new render may replace it) and show the empty state."""
-        self.player.stop()
-        self.player.setSource(QtCore.QUrl())
+        self._release()
         self._source = None
         self._last_frame = None
         self.position_slider.setRange(0, 0)
@@ -212,15 +213,37 @@ class PreviewPanel(QtWidgets.QWidget):
 
     # -- playback ------------------------------------------------------------------------------
 
+    def _command(self, slot: str, *args: QtCore.QGenericArgumentHolder) -> None:
+        """Have the event loop call one of the player's slots, rather than calling it here.
+
+        QtMultimedia's FFmpeg backend deletes its objects on its own threads, and a deleted
+        object tells the player (a Python-made object) that a connection went away: that
+        call takes the GIL while holding Qt's connection lock. A stop or seek called from
+        Python holds the GIL and can wait for that same lock: both threads wait forever (about
+        one stop in 150 right after the first frame, measured). Called from the event loop,
+        the slot runs in C++ with the GIL free.
+        """
+        QtCore.QMetaObject.invokeMethod(
+            self.player, slot, QtCore.Qt.ConnectionType.QueuedConnection, *args
+        )
+
+    def _release(self) -> None:
+        """Stop, and let go of the file: the backend closes it and ends its threads."""
+        self._command("stop")
+        self._command("setSource", QtCore.Q_ARG(QtCore.QUrl, QtCore.QUrl()))
+
+    def seek(self, position_ms: int) -> None:
+        self._command("setPosition", QtCore.Q_ARG("qint64", int(position_ms)))
+
     def toggle_play(self) -> None:
         if self._source is None:
             return
         if self.player.playbackState() == QtMultimedia.QMediaPlayer.PlaybackState.PlayingState:
-            self.player.pause()
+            self._command("pause")
         else:
             if self.player.mediaStatus() == QtMultimedia.QMediaPlayer.MediaStatus.EndOfMedia:
-                self.player.setPosition(0)
-            self.player.play()
+                self.seek(0)
+            self._command("play")
 
     def _set_muted(self, muted: bool) -> None:
         self.audio_output.setMuted(muted)
@@ -232,7 +255,7 @@ class PreviewPanel(QtWidgets.QWidget):
     def _slider_action(self, action: int) -> None:
         # Clicks on the groove and keyboard steps move the slider without sliderMoved.
         if action != QtWidgets.QAbstractSlider.SliderAction.SliderMove.value:
-            self.player.setPosition(self.position_slider.sliderPosition())
+            self.seek(self.position_slider.sliderPosition())
 
     def _duration_changed(self, duration: int) -> None:
         self.position_slider.setRange(0, max(0, duration))
@@ -260,7 +283,7 @@ class PreviewPanel(QtWidgets.QWidget):
         if status == QtMultimedia.QMediaPlayer.MediaStatus.LoadedMedia and self._want_poster:
             # Pausing a freshly loaded file decodes its first frame: a poster, not a black box.
             self._want_poster = False
-            self.player.pause()
+            self._command("pause")
         elif status == QtMultimedia.QMediaPlayer.MediaStatus.InvalidMedia:
             self._show_message(
                 "This video cannot be played here, but the file itself may be fine: "
@@ -361,6 +384,35 @@ class PreviewPanel(QtWidgets.QWidget):
         if self._source is not None:
             open_folder(self._source)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_ms: int = RELEASE_TIMEOUT_MS) -> bool:
+        """Stop and let go of the video before the window goes: True once the player is idle.
+
+        Waits (handling events, but no user input) for the backend to close the file, so that
+        destroying the player afterwards finds no playback thread still running.
+        """
         self._bridge.close()
-        self.player.stop()
+        self._release()
+
+        def idle() -> bool:
+            status = self.player.mediaStatus()
+            return status == QtMultimedia.QMediaPlayer.MediaStatus.NoMedia and (
+                not self.player.source().isValid()
+            )
+
+        elapsed = QtCore.QElapsedTimer()
+        elapsed.start()
+        loop = QtCore.QEventLoop()
+        guard = QtCore.QTimer()
+        guard.setSingleShot(True)
+        guard.timeout.connect(loop.quit)
+        self.player.mediaStatusChanged.connect(loop.quit)
+        try:
+            while not idle() and (left := timeout_ms - elapsed.elapsed()) > 0:
+                guard.start(left)
+                loop.exec(QtCore.QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+        finally:
+            self.player.mediaStatusChanged.disconnect(loop.quit)
+        if not idle():
+            log.warning("the preview player did not let go within %d ms", timeout_ms)
+            return False
+        return True

@@ -91,7 +91,10 @@ def test_demo_render_plays_in_the_preview(
     qtbot.mouseClick(window.preview.play_button, LEFT)
     qtbot.waitUntil(lambda: player.position() > 200, timeout=20000)
     qtbot.mouseClick(window.preview.play_button, LEFT)
-    assert player.playbackState() == QtMultimedia.QMediaPlayer.PlaybackState.PausedState
+    qtbot.waitUntil(
+        lambda: player.playbackState() == QtMultimedia.QMediaPlayer.PlaybackState.PausedState,
+        timeout=5000,
+    )
 
     # Save as: the native dialog is asked (it confirms replacing), the copy is atomic.
     asked: list[tuple[Any, ...]] = []
@@ -148,6 +151,25 @@ def test_save_as_never_replaces_a_file_silently(
     copy_atomic(video, existing, overwrite=True)
     assert existing.read_bytes() == video.read_bytes()
     window.preview.unload()
+
+
+@pytest.mark.timeout(120)
+def test_closing_right_after_the_first_frame_lets_go_of_the_video(
+    qtbot: Any, make_window: WindowFactory, tiny_video: Path
+) -> None:
+    # The moment a stop once hung in (QtMultimedia's threads and the GIL waiting on each
+    # other, about one stop in 150): the poster frame has just arrived. A hang fails on the
+    # timeout; each pass must end with the player idle and the file let go.
+    for _ in range(15):
+        window = make_window()
+        preview = window.preview
+        preview.load(tiny_video)
+        qtbot.waitUntil(lambda p=preview: p.current_frame() is not None, timeout=20000)
+        assert preview.shutdown()
+        assert not preview.player.source().isValid()
+        assert preview.player.mediaStatus() == QtMultimedia.QMediaPlayer.MediaStatus.NoMedia
+        window.shutdown(cancel_running=True)
+        window.close()
 
 
 def test_cancel_mid_job_keeps_the_output_folder_untouched(
