@@ -18,6 +18,37 @@ from infinitetalk_gui.core.errors import Cancelled, ConfigError, FFmpegError
 
 STDERR_TAIL_LINES = 15
 _NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+# How much less CPU priority ffmpeg children get in background mode (POSIX nice steps).
+BACKGROUND_NICENESS = 10
+_background = False
+
+
+def run_in_background(enabled: bool = True) -> None:
+    """Give every ffmpeg started from now on a lower CPU priority than this process.
+
+    For the desktop app: decoding, the demo endpoint's encoding and joining then yield the
+    CPU to the window when both want it, instead of making it wait its turn (see the GUI
+    stall figures in docs/BENCHMARKS.md). ffmpeg is as fast as before on an idle machine;
+    the CLI and the REST service keep normal priority.
+    """
+    global _background
+    _background = enabled
+
+
+def _creation_flags() -> int:
+    flags = _NO_WINDOW
+    if _background:
+        flags |= getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)  # Windows only
+    return flags
+
+
+def _lower_priority(pid: int) -> None:
+    """POSIX: nice the child (it may already have exited: then there is nothing to do)."""
+    if not _background or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, current + BACKGROUND_NICENESS))
 
 
 def find_ffmpeg(user_path: str | None = None) -> str:
@@ -65,8 +96,9 @@ class FFmpegProcess:
             stdin=stdin,
             stdout=stdout,
             stderr=subprocess.PIPE,
-            creationflags=_NO_WINDOW,
+            creationflags=_creation_flags(),
         )
+        _lower_priority(self.proc.pid)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         self._unregister = cancel.on_cancel(self._stop_soon) if cancel else (lambda: None)
@@ -199,7 +231,7 @@ def probe(path: str | Path, *, cancel: CancelToken | None = None) -> MediaInfo:
         [exe, "-hide_banner", "-nostdin", "-i", str(path)],
         capture_output=True,
         timeout=60,
-        creationflags=_NO_WINDOW,
+        creationflags=_creation_flags(),
         check=False,
     )
     text = proc.stderr.decode("utf-8", "replace")

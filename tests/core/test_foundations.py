@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -12,10 +13,10 @@ import keyring
 import pytest
 from keyring.backends.fail import Keyring as FailKeyring
 
-from infinitetalk_gui.core import logs, paths, secrets, settings
+from infinitetalk_gui.core import ffmpeg, logs, paths, secrets, settings
 from infinitetalk_gui.core.cancel import CancelToken
 from infinitetalk_gui.core.errors import Cancelled, ConfigError, FFmpegError
-from infinitetalk_gui.core.ffmpeg import find_ffmpeg, probe, run_ffmpeg
+from infinitetalk_gui.core.ffmpeg import FFmpegProcess, find_ffmpeg, probe, run_ffmpeg
 from infinitetalk_gui.core.models import (
     Chunk,
     InvalidTransition,
@@ -179,6 +180,27 @@ def test_ffmpeg_failure_carries_stderr_and_cancel_stops_it(tmp_path: Path) -> No
     assert time.monotonic() - started < 5
     with pytest.raises(FFmpegError, match="longer than"):
         run_ffmpeg(["-re", "-f", "lavfi", "-i", "sine=d=30", "-f", "null", "-"], timeout=0.5)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_ffmpeg_in_background_mode_runs_at_a_lower_priority() -> None:
+    args = ["-re", "-f", "lavfi", "-i", "sine=d=30", "-f", "null", "-"]
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def child_priority() -> int:
+        process = FFmpegProcess(args)
+        try:
+            return os.getpriority(os.PRIO_PROCESS, process.proc.pid)
+        finally:
+            process.close()
+
+    assert child_priority() == mine  # the CLI's way: as this process
+    ffmpeg.run_in_background()
+    try:
+        assert child_priority() == min(19, mine + ffmpeg.BACKGROUND_NICENESS)  # the app's way
+    finally:
+        ffmpeg.run_in_background(False)
+    assert child_priority() == mine
 
 
 def test_cancel_token_callbacks() -> None:
