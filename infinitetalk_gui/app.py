@@ -167,7 +167,6 @@ def load_settings_or_default(report: Callable[[str], None]) -> Any:
 def run_app(files: Sequence[Path] = ()) -> int:
     from infinitetalk_gui.core import logs
     from infinitetalk_gui.core.errors import InfiniteTalkError
-    from infinitetalk_gui.core.media import preload_image_plugins
     from infinitetalk_gui.core.store import JobStore
     from infinitetalk_gui.qt.compat import QtCore, QtWidgets
     from infinitetalk_gui.qt.controller import RenderController
@@ -184,7 +183,7 @@ def run_app(files: Sequence[Path] = ()) -> int:
         return 1
     problems: list[str] = []
     settings = load_settings_or_default(problems.append)
-    preload_image_plugins()  # before the window shows, not on a worker thread mid-drop
+    prepare_process()
     controller = RenderController(store)
     window = MainWindow(controller, store, settings=settings)
 
@@ -351,6 +350,24 @@ def grab_window(window: MainWindow) -> QtGui.QPixmap:
     return pixmap
 
 
+def prepare_process() -> None:
+    """What the desktop app does before its window shows, so that a render never stalls it.
+
+    ffmpeg children run at a lower CPU priority than the window. One-off costs are paid now,
+    when nobody waits, rather than mid-render: Pillow's format plugins (else loaded on a worker
+    thread at the first drop, ~80 ms holding the GIL) and the chunk table's paint path (else
+    PySide6 creates its lazy types and enums on the GUI thread as the first rows come in).
+    ``bench/bench_gui_stall.py`` measures all three.
+    """
+    from infinitetalk_gui.core import ffmpeg
+    from infinitetalk_gui.core.media import preload_image_plugins
+    from infinitetalk_gui.qt.models import warm_up_chunk_table
+
+    ffmpeg.run_in_background()
+    preload_image_plugins()
+    warm_up_chunk_table()
+
+
 def screenshot(target: Path, *, with_demo_job: bool, while_running: bool = False) -> int:
     """Render the window to ``target``; hermetic: temporary job store, settings and output."""
     from infinitetalk_gui.core import logs
@@ -469,6 +486,6 @@ def _run_demo_job(app: Any, window: MainWindow, *, while_running: bool) -> str |
         return f"the demo render ended {job().state}: {job().error}"
     # Wait for the preview's poster frame, then move a little into the clip for a livelier frame.
     _wait(app, lambda: window.preview.current_frame() is not None, 20)
-    window.preview.player.setPosition(1500)
+    window.preview.seek(1500)
     _settle(app, 1.0)
     return None

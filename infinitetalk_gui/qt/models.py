@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from infinitetalk_gui.core.models import Chunk, Job, JobState
+from infinitetalk_gui.core.models import Chunk, Job, JobState, RenderSettings
 from infinitetalk_gui.qt.compat import QtCore, QtGui, QtWidgets
 
 Qt = QtCore.Qt
@@ -60,6 +60,10 @@ STATE_COLOURS: dict[JobState, str] = {
     JobState.CANCELLED: "#b7791f",
     JobState.TIMED_OUT: "#d4691e",
 }
+# Computed once: combining enum flags is slow Python, and views ask for alignment per cell.
+_ALIGN_NUMBER = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_ALIGN_TEXT = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+_ALIGN_CENTRE = int(Qt.AlignmentFlag.AlignCenter)
 _NUMERIC_COLUMNS = frozenset({COL_INDEX, COL_DURATION, COL_ATTEMPT, COL_QUEUE, COL_GPU})
 _LIVE_COLUMNS = (COL_QUEUE, COL_PROGRESS)  # the cells that change with time alone
 
@@ -123,6 +127,10 @@ class ChunkTableModel(QtCore.QAbstractTableModel):
     @property
     def job(self) -> Job | None:
         return self._job
+
+    def clock(self) -> float:
+        """The wall clock this model measures waits with (a test may pass its own)."""
+        return self._clock()
 
     def set_job(self, job: Job | None) -> None:
         """Show this job's chunks (a model reset). ``None`` empties the table."""
@@ -366,7 +374,7 @@ class ChunkTableModel(QtCore.QAbstractTableModel):
             if role == ItemRole.DisplayRole:
                 return CHUNK_HEADERS[section]
             if role == ItemRole.TextAlignmentRole and section in _NUMERIC_COLUMNS:
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                return _ALIGN_NUMBER
         return None
 
     def data(self, index: Index, role: int = ItemRole.DisplayRole) -> Any:
@@ -384,8 +392,8 @@ class ChunkTableModel(QtCore.QAbstractTableModel):
             return self._state_icon(chunk.state)
         if role == ItemRole.TextAlignmentRole:
             if column in _NUMERIC_COLUMNS:
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+                return _ALIGN_NUMBER
+            return _ALIGN_TEXT
         if role == PROGRESS_ROLE and column == COL_PROGRESS:
             return self.progress(chunk)
         if role == CHUNK_ROLE:
@@ -441,12 +449,84 @@ class ProgressBarDelegate(QtWidgets.QStyledItemDelegate):
         painter.setPen(palette.color(QtGui.QPalette.ColorRole.Mid))
         painter.drawRect(track.adjusted(0, 0, -1, -1))
         painter.setPen(palette.color(QtGui.QPalette.ColorRole.Text))
-        painter.drawText(track, int(Qt.AlignmentFlag.AlignCenter), f"{int(value)} %")
+        painter.drawText(track, _ALIGN_CENTRE, f"{int(value)} %")
         painter.restore()
 
     def sizeHint(self, option: QtWidgets.QStyleOptionViewItem, index: Index) -> QtCore.QSize:
         hint = super().sizeHint(option, index)
         return QtCore.QSize(max(hint.width(), 90), hint.height())
+
+
+def widest_sample_job(now: float) -> Job:
+    """A job whose rows hold the widest text each column shows in a usual job (a voice of up
+    to an hour, chunks of up to two minutes, waits and GPU times under ten minutes), one row
+    per state: for sizing the columns and warming up. Longer texts are elided (the columns
+    can be widened by hand)."""
+    rows: list[tuple[JobState, str | None]] = [
+        (JobState.IN_QUEUE, None),  # "waiting" to be sent
+        *((state, "sample") for state in JobState),
+    ]
+    chunks = [
+        Chunk(
+            index=998 - len(rows) + row,  # three-digit numbers: up to chunk 999
+            start_ms=3_480_100,
+            end_ms=3_599_900,  # 58:00.1 – 59:59.9, 2 min 00 s
+            state=state,
+            attempt=10,
+            runpod_id=runpod_id,
+            queue_ms=None if state is JobState.IN_QUEUE else 599_000,
+            exec_ms=599_000 if state is JobState.COMPLETED else None,  # 9 min 59 s
+            error="sample" if state is JobState.FAILED else None,
+            submitted_at=now - 599,  # "waiting 9 min 59 s"
+        )
+        for row, (state, runpod_id) in enumerate(rows)
+    ]
+    return Job(
+        id="sample",
+        image_path="",
+        audio_path="",
+        output_path="",
+        settings=RenderSettings(endpoint_url=""),
+        chunks=chunks,
+    )
+
+
+def fit_chunk_columns(view: QtWidgets.QTableView, model: ChunkTableModel) -> None:
+    """Size the chunk table's columns once, for the widest text each can show.
+
+    Not ``ResizeToContents``: that re-measures every row of a column on every ``dataChanged``,
+    hundreds of ``data()`` calls through Python per chunk update on a long job, all on the
+    GUI thread (``bench/bench_gui_stall.py`` measured 30-60 ms per update with a few rows).
+    The columns stay resizable by hand.
+    """
+    keep = model.job
+    model.set_job(widest_sample_job(model.clock()))
+    view.resizeColumnsToContents()
+    model.set_job(keep)
+
+
+def warm_up_chunk_table() -> None:
+    """Paint a chunk table off screen once, with a row in every state, and throw it away.
+
+    PySide6 creates its Python types and their enums (QStyle, QPainter, QStyleOption, QIcon,
+    QPalette...) lazily, the first time Python code touches them: each costs from one to a few
+    tens of milliseconds of GUI-thread time. Left alone, the first rows of the first job pay
+    all of it at once mid-render (a 60 ms stall in ``bench/bench_gui_stall.py``). Called at
+    start-up, before the window shows, it costs the same once, when nobody is waiting.
+    """
+    view = QtWidgets.QTableView()
+    model = ChunkTableModel(view)
+    view.setModel(model)
+    view.setItemDelegateForColumn(COL_PROGRESS, ProgressBarDelegate(view))
+    sample = widest_sample_job(model.clock())
+    model.set_job(sample)
+    view.resize(1000, 40 + 30 * len(sample.chunks))
+    view.selectRow(0)  # the selected row's colours too
+    view.grab()
+    for row in range(len(sample.chunks)):
+        for column in range(CHUNK_COLUMNS):
+            model.data(model.index(row, column), ItemRole.ToolTipRole)
+    model.set_job(None)  # stops its timer; the view and model go with this frame
 
 
 class JobLister(Protocol):
@@ -479,10 +559,17 @@ class JobHistoryModel(QtCore.QAbstractTableModel):
 
     def refresh(self) -> None:
         """Re-read the store (one indexed query: fast enough for the GUI thread)."""
-        jobs = self._store.list(self._limit)
+        self.set_jobs(self._store.list(self._limit))
+
+    def set_jobs(self, jobs: Sequence[Job]) -> None:
+        """Show these jobs (a model reset)."""
         self.beginResetModel()
         self._jobs = list(jobs)
         self.endResetModel()
+
+    @property
+    def jobs(self) -> builtins.list[Job]:
+        return list(self._jobs)
 
     def job_at(self, row: int) -> Job | None:
         return self._jobs[row] if 0 <= row < len(self._jobs) else None
@@ -563,3 +650,32 @@ class JobHistoryModel(QtCore.QAbstractTableModel):
         if role == JOB_ROLE:
             return job
         return None
+
+
+def fit_history_columns(view: QtWidgets.QTableView, model: JobHistoryModel) -> None:
+    """Size the history's state and date columns once, for the widest text they can show.
+
+    Not ``ResizeToContents``, for the reason given in ``fit_chunk_columns``: here every update
+    of the running job would re-measure up to the whole history.
+    """
+    now = time.time()
+    chunks = [Chunk(index=n, start_ms=0, end_ms=1, state=JobState.COMPLETED) for n in range(998)]
+    chunks.append(Chunk(index=998, start_ms=0, end_ms=1))
+    samples = [
+        Job(
+            id=f"sample-{state}",
+            image_path="",
+            audio_path="",
+            output_path="",
+            settings=RenderSettings(endpoint_url=""),
+            state=state,
+            created_at=now,
+            chunks=chunks,  # "(998/999)"
+        )
+        for state in JobState
+    ]
+    keep = model.jobs
+    model.set_jobs(samples)
+    for column in (HIST_STATE, HIST_DATE):
+        view.resizeColumnToContents(column)
+    model.set_jobs(keep)

@@ -11,12 +11,11 @@ from infinitetalk_gui.core.models import Job, JobState
 from infinitetalk_gui.core.store import JobStore
 from infinitetalk_gui.qt.compat import QtCore, QtWidgets, Signal
 from infinitetalk_gui.qt.models import (
-    HIST_DATE,
     HIST_OUTPUT,
     HIST_PORTRAIT,
-    HIST_STATE,
     HIST_VOICE,
     JobHistoryModel,
+    fit_history_columns,
 )
 from infinitetalk_gui.ui import icons
 from infinitetalk_gui.ui.widgets import empty_state_label
@@ -61,14 +60,9 @@ class HistoryPanel(QtWidgets.QWidget):
         self.view.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
         header = self.view.horizontalHeader()
         header.setHighlightSections(False)
-        for column, mode in (
-            (HIST_STATE, QtWidgets.QHeaderView.ResizeMode.ResizeToContents),
-            (HIST_DATE, QtWidgets.QHeaderView.ResizeMode.ResizeToContents),
-            (HIST_PORTRAIT, QtWidgets.QHeaderView.ResizeMode.Stretch),
-            (HIST_VOICE, QtWidgets.QHeaderView.ResizeMode.Stretch),
-            (HIST_OUTPUT, QtWidgets.QHeaderView.ResizeMode.Stretch),
-        ):
-            header.setSectionResizeMode(column, mode)
+        fit_history_columns(self.view, self.model)
+        for column in (HIST_PORTRAIT, HIST_VOICE, HIST_OUTPUT):
+            header.setSectionResizeMode(column, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.view.doubleClicked.connect(lambda _index: self.open_selected())
 
         self.open_button = QtWidgets.QPushButton("Open")

@@ -22,16 +22,10 @@ from infinitetalk_gui.core.settings import Settings
 from infinitetalk_gui.core.store import JobStore
 from infinitetalk_gui.qt.compat import QtCore, QtGui, QtWidgets
 from infinitetalk_gui.qt.models import (
-    COL_ATTEMPT,
-    COL_DURATION,
-    COL_GPU,
-    COL_INDEX,
     COL_PROGRESS,
-    COL_QUEUE,
-    COL_RANGE,
-    COL_STATE,
     ChunkTableModel,
     ProgressBarDelegate,
+    fit_chunk_columns,
 )
 from infinitetalk_gui.ui import icons
 from infinitetalk_gui.ui.about import AboutDialog
@@ -291,17 +285,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chunk_view.setWordWrap(False)
         header = self.chunk_view.horizontalHeader()
         header.setHighlightSections(False)
-        fit = QtWidgets.QHeaderView.ResizeMode.ResizeToContents
-        for column in (
-            COL_INDEX,
-            COL_DURATION,
-            COL_ATTEMPT,
-            COL_STATE,
-            COL_RANGE,
-            COL_QUEUE,
-            COL_GPU,
-        ):
-            header.setSectionResizeMode(column, fit)
+        fit_chunk_columns(self.chunk_view, self.chunk_model)
         header.setSectionResizeMode(COL_PROGRESS, QtWidgets.QHeaderView.ResizeMode.Stretch)
 
         job_page = QtWidgets.QWidget()

@@ -33,6 +33,8 @@ from infinitetalk_gui.qt.models import (
     ChunkTableModel,
     JobHistoryModel,
     ProgressBarDelegate,
+    fit_chunk_columns,
+    fit_history_columns,
     format_clock,
     format_seconds,
 )
@@ -302,6 +304,72 @@ def test_progress_delegate_paints_a_bar(chunk_model: ChunkTableModel, qtbot) -> 
     assert len(colours) > 1  # a bar with a filled part, not a blank cell
     hint = delegate.sizeHint(QtWidgets.QStyleOptionViewItem(), chunk_model.index(0, COL_PROGRESS))
     assert hint.width() >= 90
+
+
+class CountingChunkModel(ChunkTableModel):
+    """Records which rows the view asked ``data()`` for."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.rows_read: set[int] = set()
+
+    def data(self, index: QtCore.QModelIndex, role: int = Role.DisplayRole) -> object:  # type: ignore[override]
+        self.rows_read.add(index.row())
+        return super().data(index, role)
+
+
+def test_a_chunk_update_reads_only_its_own_row(clock: FakeClock, qtbot) -> None:  # type: ignore[no-untyped-def]
+    # Columns sized to content (ResizeToContents) re-measure every row on each dataChanged:
+    # thousands of data() calls through Python per update on a long job, on the GUI thread.
+    model = CountingChunkModel(clock)
+    view = QtWidgets.QTableView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    view.setItemDelegateForColumn(COL_PROGRESS, ProgressBarDelegate(view))
+    fit_chunk_columns(view, model)
+    header = view.horizontalHeader()
+    header.setSectionResizeMode(COL_PROGRESS, QtWidgets.QHeaderView.ResizeMode.Stretch)
+    assert all(
+        header.sectionResizeMode(c) != QtWidgets.QHeaderView.ResizeMode.ResizeToContents
+        for c in range(CHUNK_COLUMNS)
+    )
+    job = make_job(chunks=40, chunk_ms=45_000)
+    model.set_job(job)
+    view.resize(1000, 1400)  # every row visible
+    view.show()
+    qtbot.waitExposed(view)
+    QtWidgets.QApplication.processEvents()
+
+    updated = copy.deepcopy(job)
+    updated.chunks[7].state = JobState.IN_PROGRESS
+    updated.chunks[7].runpod_id = "rp-7"
+    updated.chunks[7].attempt = 1
+    model.rows_read.clear()
+    model.update_chunk(updated, 7)
+    QtWidgets.QApplication.processEvents()  # paints what the update made dirty
+    assert 7 in model.rows_read <= {6, 7, 8}  # the row, and a neighbour the dirty edge touches
+
+    # The fixed widths hold the widest text of a usual job in every column.
+    for column in range(CHUNK_COLUMNS):
+        if column != COL_PROGRESS:
+            assert header.sectionSize(column) >= view.sizeHintForColumn(column), column
+
+
+def test_history_columns_fit_their_widest_text(store: JobStore, qtbot) -> None:  # type: ignore[no-untyped-def]
+    long_job = make_job("ccc333", chunks=120)
+    long_job.state = JobState.CANCELLED
+    store.create(long_job)
+    model = JobHistoryModel(store)
+    model.refresh()
+    view = QtWidgets.QTableView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    fit_history_columns(view, model)
+    assert [job.id for job in model.jobs] == ["ccc333"]  # the samples are gone again
+    header = view.horizontalHeader()
+    assert header.sectionResizeMode(HIST_STATE) != QtWidgets.QHeaderView.ResizeMode.ResizeToContents
+    assert model.data(model.index(0, HIST_STATE)) == "cancelled (0/120)"
+    assert header.sectionSize(HIST_STATE) >= view.sizeHintForColumn(HIST_STATE)
 
 
 @pytest.fixture
