@@ -16,8 +16,9 @@ chunk video with ffmpeg on this machine), each process prepared as the app prepa
 - main window: the whole app, as a user sees it: the real window (chunk table, progress,
   history, status line), from pressing Render until the preview shows the video's first
   frame (QtMultimedia loading it included);
-- controller with the endpoint elsewhere: the demo endpoint in a child process, as RunPod
-  is in real use (its JSON, base64 and ffmpeg work is then not in the app's process);
+- controller, demo in-process (old): the demo endpoint inside the app's process, as the app
+  ran it before it got a process of its own: its JSON, base64 and bookkeeping then compete
+  with the window for the GIL;
 - baseline: what a naive app does: ``create_job`` + ``run_job`` called from a slot on the
   GUI thread. Its stall is the whole render.
 
@@ -178,15 +179,15 @@ def run_controller(
 ) -> dict[str, Any]:
     """The app's way: controller + pool, with a real table and log view being updated.
 
-    ``endpoint_url`` None renders on the controller's in-process demo endpoint (the app's
-    "Demo (local)"); a URL renders on that endpoint like on RunPod (nothing in-process).
+    ``endpoint_url`` None renders on the controller's own demo endpoint (the app's "Demo
+    (local)", a process of its own); a URL renders on that endpoint instead.
     """
     from infinitetalk_gui.core.store import JobStore
     from infinitetalk_gui.qt.compat import QtCore, QtWidgets
     from infinitetalk_gui.qt.controller import RenderController
     from infinitetalk_gui.qt.models import COL_PROGRESS, ChunkTableModel, ProgressBarDelegate
 
-    tag = "external" if endpoint_url else "demo"
+    tag = "inprocess" if endpoint_url else "demo"
     store = JobStore(work / f"controller-{tag}-{run}.sqlite3")
     controller = RenderController(store, demo_latency_s=args.latency)
     model = ChunkTableModel()
@@ -267,7 +268,7 @@ def run_controller(
         raise SystemExit(f"controller render failed: {errors}")
     job = finished[0]
     return {
-        "mode": "controller, endpoint in-process" if demo else "controller, endpoint elsewhere",
+        "mode": "controller (the app's way)" if demo else "controller, demo in-process (old)",
         "state": str(job.state),
         "chunks": len(job.chunks),
         "render_s": round(wall, 2),
@@ -370,39 +371,6 @@ def run_window(
     }
 
 
-class ExternalEndpoint:
-    """The demo endpoint in a child process: like RunPod, its work is not in the app's process
-    (so its JSON and base64 work does not compete for the app's GIL)."""
-
-    def __init__(self, latency: float) -> None:
-        import subprocess
-
-        code = (
-            "import sys\n"
-            "from infinitetalk_gui.core.demo_endpoint import DemoEndpoint\n"
-            f"endpoint = DemoEndpoint(latency_s={latency!r}).start()\n"
-            "print(endpoint.url, flush=True)\n"
-            "sys.stdin.read()\n"
-            "endpoint.stop()\n"
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
-        if not self.url.startswith("http://"):
-            raise SystemExit("the external demo endpoint did not start")
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()  # its read() returns: it stops and exits
-        self.process.wait(timeout=30)
-
-
 def run_idle(seconds: float) -> dict[str, Any]:
     """The same timer with nothing else running: the machine's own scheduling noise."""
     from infinitetalk_gui.qt.compat import QtCore
@@ -472,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="controller runs (1)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
-        "--skip-external", action="store_true", help="no run with the endpoint in a child process"
+        "--skip-inprocess",
+        action="store_true",
+        help="no run with the demo endpoint inside the app's process (the old way)",
     )
     parser.add_argument(
         "--skip-window", action="store_true", help="no run of the whole main window"
@@ -492,13 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         runs.insert(0, run_idle(runs[0]["render_s"]))
         if not args.skip_window:
             runs.extend(run_window(args, work, image, voice, n) for n in range(args.repeat))
-        if not args.skip_external:
-            external = ExternalEndpoint(args.latency)
-            try:
+        if not args.skip_inprocess:
+            from infinitetalk_gui.core.demo_endpoint import DemoEndpoint
+
+            with DemoEndpoint(latency_s=args.latency) as inside:
                 for n in range(args.repeat):
-                    runs.append(run_controller(args, work, image, voice, n, external.url))
-            finally:
-                external.close()
+                    runs.append(run_controller(args, work, image, voice, n, inside.url))
         if not args.skip_baseline:
             runs.append(run_baseline(args, work, image, voice))
         del app

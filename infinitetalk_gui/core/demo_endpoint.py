@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import queue
 import shutil
 import socket
@@ -33,7 +34,7 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from infinitetalk_gui.core.cancel import CancelToken
-from infinitetalk_gui.core.errors import Cancelled, FFmpegError
+from infinitetalk_gui.core.errors import Cancelled, ConfigError, FFmpegError
 from infinitetalk_gui.core.ffmpeg import probe, run_ffmpeg
 from infinitetalk_gui.core.models import FPS
 
@@ -1005,3 +1006,114 @@ def serve_forever(
         # Short waits keep the main thread responsive to Ctrl-C.
         while not stop_event.wait(0.5):
             pass
+
+
+# How much lower the CPU priority of a separate demo endpoint process is (POSIX nice steps).
+CHILD_NICENESS = 10
+
+
+class DemoEndpointProcess:
+    """The demo endpoint in a process of its own, at a lower CPU priority: the desktop app's.
+
+    Inside the app's process, the endpoint's work (the JSON and base64 of every request and
+    answer, the portrait decode, its ffmpeg bookkeeping) competes with the window for the GIL
+    and shows up as stalls a real render does not have: like RunPod, it belongs elsewhere.
+    Same face as ``DemoEndpoint`` for a client: ``start()``, ``url``, ``stop()``. The child
+    stops when told to, or by itself when this process goes away (its pipe closes).
+    """
+
+    def __init__(self, *, latency_s: float = 1.0, start_timeout_s: float = 60.0) -> None:
+        self.latency_s = latency_s
+        self._start_timeout_s = start_timeout_s
+        self._process: Any = None
+        self._conn: Any = None
+        self._url: str | None = None
+
+    def start(self) -> DemoEndpointProcess:
+        if self._process is not None:
+            return self
+        import multiprocessing
+
+        # spawn everywhere: forking a process that runs Qt and threads is not safe.
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_serve_in_child,
+            args=(theirs, self.latency_s),
+            name="infinitetalk-demo-endpoint",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()  # only the child holds that end now: its death closes the pipe
+        try:
+            if not ours.poll(self._start_timeout_s):
+                raise ConfigError(
+                    f"The built-in demo endpoint did not start within "
+                    f"{self._start_timeout_s:.0f} s."
+                )
+            kind, value = ours.recv()
+        except (EOFError, OSError):
+            kind, value = "error", f"it exited with code {process.exitcode}"
+        except ConfigError:
+            process.kill()
+            process.join(5)
+            ours.close()
+            raise
+        if kind != "url":
+            process.join(5)
+            ours.close()
+            raise ConfigError(f"The built-in demo endpoint could not start: {value}")
+        self._process, self._conn, self._url = process, ours, str(value)
+        log.info("demo endpoint process %s listening at %s", process.pid, self._url)
+        return self
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("the demo endpoint is not running")
+        return self._url
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask the child to stop (renders cancelled, files removed), then make sure it has."""
+        process, conn = self._process, self._conn
+        if process is None:
+            return
+        self._process = self._conn = self._url = None
+        with contextlib.suppress(OSError, ValueError):
+            conn.send("stop")
+        process.join(timeout_s)
+        if process.is_alive():
+            log.warning("the demo endpoint process did not stop in %.0f s: killed", timeout_s)
+            process.kill()
+            process.join(5)
+        conn.close()
+
+    def __enter__(self) -> DemoEndpointProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _serve_in_child(conn: Any, latency_s: float) -> None:
+    """The demo endpoint process: serve until told to stop or until the app is gone."""
+    if hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(CHILD_NICENESS)  # its ffmpeg children inherit it
+    try:
+        endpoint = DemoEndpoint(latency_s=latency_s).start()
+    except Exception as error:  # reported to the parent, which says it in words
+        conn.send(("error", f"{type(error).__name__}: {error}"))
+        return
+    try:
+        conn.send(("url", endpoint.url))
+        conn.recv()  # "stop", or EOFError: the app's end of the pipe closed (it exited)
+    except (EOFError, OSError):
+        pass
+    finally:
+        endpoint.stop()
+        conn.close()

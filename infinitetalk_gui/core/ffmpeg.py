@@ -17,6 +17,7 @@ from infinitetalk_gui.core.cancel import CancelToken
 from infinitetalk_gui.core.errors import Cancelled, ConfigError, FFmpegError
 
 STDERR_TAIL_LINES = 15
+PROBE_TIMEOUT_S = 60
 _NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)
 # How much less CPU priority ffmpeg children get in background mode (POSIX nice steps).
 BACKGROUND_NICENESS = 10
@@ -226,15 +227,26 @@ def probe(path: str | Path, *, cancel: CancelToken | None = None) -> MediaInfo:
 
     Raises FFmpegError when ffmpeg cannot open it at all.
     """
+    if cancel is not None:
+        cancel.raise_if_cancelled()
     exe = find_ffmpeg()
-    proc = subprocess.run(
+    with subprocess.Popen(
         [exe, "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True,
-        timeout=60,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         creationflags=_creation_flags(),
-        check=False,
-    )
-    text = proc.stderr.decode("utf-8", "replace")
+    ) as child:
+        _lower_priority(child.pid)
+        try:
+            _, stderr = child.communicate(timeout=PROBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise FFmpegError(
+                f"ffmpeg took longer than {PROBE_TIMEOUT_S} s to read {Path(path).name}"
+            ) from None
+    text = stderr.decode("utf-8", "replace")
     if "Stream #" not in text:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         raise FFmpegError(_tail(lines[-3:]) or "ffmpeg could not read the file")

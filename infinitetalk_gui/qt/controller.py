@@ -28,7 +28,7 @@ import numpy.typing as npt
 from infinitetalk_gui.core import audio as audio_core
 from infinitetalk_gui.core import media, paths, pipeline, runpod
 from infinitetalk_gui.core.cancel import CancelToken
-from infinitetalk_gui.core.demo_endpoint import DemoEndpoint
+from infinitetalk_gui.core.demo_endpoint import DemoEndpointProcess
 from infinitetalk_gui.core.errors import InfiniteTalkError
 from infinitetalk_gui.core.models import Job, JobState, RenderSettings
 from infinitetalk_gui.core.store import JobStore
@@ -164,7 +164,7 @@ class RenderController(QtCore.QObject):
         self._closed = False
 
         self._demo_latency_s = demo_latency_s
-        self._demo: DemoEndpoint | None = None
+        self._demo: DemoEndpointProcess | None = None
         self._demo_lock = threading.Lock()
 
         # Bumped by each preview request: only the newest answer of a kind is signalled.
@@ -328,11 +328,15 @@ class RenderController(QtCore.QObject):
         self._pool.start(Worker(task, done, failed, name=name))
 
     def _ensure_demo(self) -> str:
-        """Start the built-in demo endpoint once (any thread); return its URL."""
+        """Start the built-in demo endpoint once (any thread); return its URL.
+
+        It runs in a process of its own, as RunPod would: its request handling then never
+        competes with the window for the GIL (``bench/bench_gui_stall.py`` shows the
+        difference).
+        """
         with self._demo_lock:
             if self._demo is None:
-                self._demo = DemoEndpoint(latency_s=self._demo_latency_s).start()
-                log.info("demo endpoint started at %s", self._demo.url)
+                self._demo = DemoEndpointProcess(latency_s=self._demo_latency_s).start()
             return self._demo.url
 
     # -- GUI-thread side of a render ---------------------------------------------------------

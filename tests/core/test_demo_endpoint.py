@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +20,11 @@ import requests
 from PIL import Image, ImageOps
 
 from infinitetalk_gui.core.demo_endpoint import (
+    CHILD_NICENESS,
     MAX_RUN_BODY_BYTES,
     TINT_COLOURS,
     DemoEndpoint,
+    DemoEndpointProcess,
     DemoFaults,
     serve_forever,
 )
@@ -666,3 +669,64 @@ def test_a_taken_port_raises_and_leaves_nothing(tmp_path: Path) -> None:
         with pytest.raises(OSError):
             second.start()
         assert [p.name for p in work.iterdir()] == [first.work_dir.name]
+
+
+def test_the_app_runs_the_demo_endpoint_in_a_nicer_process_of_its_own() -> None:
+    import os
+
+    from infinitetalk_gui.core.runpod import RunPodClient, check_endpoint
+
+    endpoint = DemoEndpointProcess(latency_s=0.1).start()
+    try:
+        pid = endpoint.pid
+        assert pid is not None and pid != os.getpid()
+        if hasattr(os, "getpriority"):
+            mine = os.getpriority(os.PRIO_PROCESS, 0)
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, mine + CHILD_NICENESS)
+        url = endpoint.url
+        result = check_endpoint(RunPodClient(url, None))
+        assert result.ok and result.warm_workers == 3, result.message
+    finally:
+        endpoint.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/health", timeout=2)
+    with pytest.raises(RuntimeError):
+        _ = endpoint.url
+
+
+def test_the_demo_endpoint_process_ends_with_the_app() -> None:
+    # The app killed: the child's end of the pipe closes, and it stops on its own.
+    script = (
+        "import sys\n"
+        "from infinitetalk_gui.core.demo_endpoint import DemoEndpointProcess\n"
+        "endpoint = DemoEndpointProcess(latency_s=0.1).start()\n"
+        "print(endpoint.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ) as app:
+        assert app.stdout is not None
+        child = int(app.stdout.readline())
+        app.kill()
+        app.wait(10)
+    deadline = time.monotonic() + 20
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
