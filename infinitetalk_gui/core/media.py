@@ -444,9 +444,18 @@ def preload_image_plugins() -> None:
     Image.init()
 
 
+# Bytes base64-encoded per call (a multiple of 3, so the pieces join into one valid text):
+# about 1 ms each, so a chunk's megabytes never hold the GIL from the app's window for long.
+B64_SLICE_BYTES = 3 * 64 * 1024
+
+
 def encode_file_b64(path: str | os.PathLike[str]) -> str:
     """Raw base64 of a file (no ``data:`` prefix: the worker treats a prefix as file data)."""
-    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    data = Path(path).read_bytes()
+    return "".join(
+        base64.b64encode(data[start : start + B64_SLICE_BYTES]).decode("ascii")
+        for start in range(0, len(data), B64_SLICE_BYTES)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

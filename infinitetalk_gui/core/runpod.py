@@ -32,6 +32,7 @@ import re
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -124,6 +125,37 @@ def build_worker_input(
         "force_offload": False,
         "network_volume": False,
     }
+
+
+# Strings at least this long that hold only base64 characters are copied into a JSON body as
+# they are: base64 needs no escaping, and json.dumps would scan megabytes in one call that
+# holds the GIL (about 10 ms for a 45 s chunk's audio), stalling the desktop app's window.
+SPLICE_MIN_CHARS = 64 * 1024
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def encode_json_body(body: Mapping[str, Any]) -> bytes:
+    """``json.dumps(body)`` as ASCII bytes; long base64 strings are spliced in unscanned."""
+    spliced: dict[str, bytes] = {}
+
+    def set_aside(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: set_aside(item) for key, item in value.items()}
+        if isinstance(value, str) and len(value) >= SPLICE_MIN_CHARS and value.isascii():
+            raw = value.encode("ascii")
+            if not raw.translate(None, _B64_CHARS):  # nothing but base64 characters
+                marker = f"splice-{uuid.uuid4().hex}"
+                spliced[marker] = raw
+                return marker
+        return value
+
+    text = json.dumps(set_aside(body), separators=(",", ":")).encode("ascii")
+    parts: list[bytes] = []
+    for marker, raw in spliced.items():  # in the order json.dumps wrote them
+        before, text = text.split(f'"{marker}"'.encode("ascii"), 1)
+        parts += (before, b'"', raw, b'"')
+    parts.append(text)
+    return b"".join(parts)
 
 
 def _strip_data_prefix(text: str) -> str:
@@ -470,7 +502,7 @@ class RunPodClient:
     ) -> str:
         """``POST /run``; returns the RunPod job id. Over 10 MB is refused before sending."""
         body = {"input": worker_input, "policy": {"executionTimeout": int(execution_timeout_ms)}}
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        payload = encode_json_body(body)
         if len(payload) > MAX_RUN_BODY_BYTES:
             raise PayloadTooLarge(_too_large_message(len(payload), worker_input))
         # If the connection drops after the server read the body, the retry may create a second

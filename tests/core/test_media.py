@@ -21,6 +21,7 @@ from infinitetalk_gui.core import media
 from infinitetalk_gui.core.cancel import CancelToken
 from infinitetalk_gui.core.errors import Cancelled, FFmpegError, InputError
 from infinitetalk_gui.core.media import (
+    B64_SLICE_BYTES,
     ChunkVideo,
     encode_file_b64,
     frame_portrait,
@@ -286,6 +287,11 @@ def test_encode_file_b64_is_raw(tmp_path: Path) -> None:
     encoded = encode_file_b64(path)
     assert not encoded.startswith("data:")
     assert base64.b64decode(encoded, validate=True) == data
+    # Encoded piece by piece: still one valid text, whatever the length.
+    for size in (B64_SLICE_BYTES - 1, B64_SLICE_BYTES, 2 * B64_SLICE_BYTES + 2):
+        blob = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        path.write_bytes(blob)
+        assert encode_file_b64(path) == base64.b64encode(blob).decode("ascii")
 
 
 # ------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from infinitetalk_gui.core.errors import (
 from infinitetalk_gui.core.models import JobState
 from infinitetalk_gui.core.runpod import (
     NO_VIDEO,
+    SPLICE_MIN_CHARS,
     EndpointUnreachable,
     Health,
     JobExpired,
@@ -36,6 +37,7 @@ from infinitetalk_gui.core.runpod import (
     RunPodClient,
     build_worker_input,
     check_endpoint,
+    encode_json_body,
     endpoint_url_for,
     next_poll_delay,
     parse_error,
@@ -622,3 +624,24 @@ def test_three_chunks_stay_far_under_the_status_rate_limit() -> None:
     calls.sort()
     worst = max(sum(1 for c in calls if start <= c < start + 10) for start in calls)
     assert worst <= 150  # RunPod allows 2000 per 10 s
+
+
+def test_run_body_is_json_with_the_base64_copied_in_as_is() -> None:
+    audio = base64.b64encode(bytes(range(256)) * 1000).decode("ascii")  # spliced
+    tricky = 'a "quoted" \\ line\nand more ' * 5000  # long, but needs escaping: encoded
+    body = {
+        "input": {
+            "image_base64": "iVBORw0KGgo=",  # short: encoded as usual
+            "wav_base64": audio,
+            "notes": tricky,
+            "prompt": "Une personne qui parle, très calme",
+            "nested": {"also": audio[: SPLICE_MIN_CHARS + 4]},
+            "width": 512,
+        },
+        "policy": {"executionTimeout": 1000},
+    }
+    payload = encode_json_body(body)
+    assert json.loads(payload) == body
+    assert payload.isascii()
+    assert f'"wav_base64":"{audio}"'.encode() in payload  # verbatim, not re-encoded
+    assert json.loads(encode_json_body({"x": 1})) == {"x": 1}
