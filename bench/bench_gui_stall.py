@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs (load average {load_before} before), PySide6 {PYSIDE_VERSION}; "
         f"timer every {TICK_MS} ms"
     )
-    header = f"{'mode':32} {'chunks':>6} {'render s':>8} {'ticks':>5} "
+    header = f"{'mode':35} {'chunks':>6} {'render s':>8} {'ticks':>5} "
     header += f"{'median ms':>9} {'p99 ms':>7} {'max ms':>7} {'>50 ms':>6}"
     header += f" {'GUI CPU p99/max':>15}  worst gap = GUI CPU + CPU wait + rest (at s)"
     print(header)
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             else "-"
         )
         print(
-            f"{run['mode'][:32]:32} {run['chunks']:>6} {run['render_s']:>8} "
+            f"{run['mode'][:35]:35} {run['chunks']:>6} {run['render_s']:>8} "
             f"{run['ticks']:>5} {run['median_ms']:>9} {run['p99_ms']:>7} {run['max_ms']:>7} "
             f"{run['over_50ms']:>6} {run['gui_cpu_p99_ms']:>7}/{run['gui_cpu_max_ms']:<7}  {split}"
         )

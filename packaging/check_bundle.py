@@ -12,7 +12,10 @@ hold everything it needs. The checks:
 2. ``EXE --smoke`` (offscreen) exits 0 and prints ``"ok": true``, ``"multimedia": true`` and
    an ``ffmpeg`` path inside DIR;
 3. ``EXE render --demo PORTRAIT VOICE -o OUT.mp4`` (the bundle's own demo media) makes an
-   MP4 whose duration matches the voice clip's, both read with the bundled ffmpeg.
+   MP4 whose duration matches the voice clip's, both read with the bundled ffmpeg;
+4. ``EXE --screenshot SHOT.png --with-demo-job``: the window renders the demo the way a
+   user's does (its demo endpoint a process of its own, which a frozen app starts by
+   running itself again) and writes a PNG of the finished job.
 
 Each run gets a scrubbed environment: PATH holds only system folders with no ffmpeg (a
 check fails rather than pass by luck if one has it), HOME and the config/data folders point
@@ -242,6 +245,22 @@ def check_render(
     }
 
 
+def check_window_demo(exe: Path, env: dict[str, str], work: Path) -> dict[str, Any]:
+    shot = work / "window-demo.png"
+    shot.unlink(missing_ok=True)
+    started = time.monotonic()
+    cmd = [str(exe), "--screenshot", str(shot), "--with-demo-job"]
+    proc = run(cmd, env, work, RENDER_TIMEOUT_S)
+    seconds = round(time.monotonic() - started, 2)
+    if proc.returncode != 0:
+        raise CheckFailed(
+            f"--screenshot --with-demo-job exited {proc.returncode}:\n{tail(proc.stderr)}"
+        )
+    if not shot.is_file() or not shot.read_bytes().startswith(b"\x89PNG"):
+        raise CheckFailed(f"{shot}: the window's demo render wrote no PNG.")
+    return {"seconds": seconds, "screenshot": str(shot), "bytes": shot.stat().st_size}
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -275,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_render:
             ffmpeg = Path(report["smoke"]["output"]["ffmpeg"])
             report["render"] = check_render(args.exe, layout, ffmpeg, env, args.work)
+            report["window_demo"] = check_window_demo(args.exe, env, args.work)
         report["ok"] = True
     except CheckFailed as error:
         report["error"] = str(error)
@@ -290,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                 f", render --demo {render['video_duration_s']:.2f} s video for "
                 f"{render['audio_duration_s']:.2f} s audio in {render['seconds']:.0f} s"
             )
+        if "window_demo" in report:
+            summary += f", window demo render in {report['window_demo']['seconds']:.0f} s"
         print(summary, file=sys.stderr)
     return 0 if report["ok"] else 1
 

@@ -94,6 +94,17 @@ def test_bundle_renders_the_demo_to_the_length_of_the_voice(build: dict[str, Any
     assert abs(video.duration_s - voice.duration_s) <= 0.25
 
 
+def test_bundled_window_renders_the_demo_with_its_endpoint_process(
+    build: dict[str, Any],
+) -> None:
+    # The window's demo endpoint runs in a child process: a frozen app starts it by running
+    # its own executable again (multiprocessing's freeze support).
+    window = build["check"]["window_demo"]
+    shot = Path(window["screenshot"])
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    assert window["bytes"] > 10_000
+
+
 def test_bundle_carries_keyring_metadata_multimedia_and_resources(build: dict[str, Any]) -> None:
     internal = app_dir(build) / "_internal"
     entry_points = next(internal.glob("keyring-*.dist-info")) / "entry_points.txt"

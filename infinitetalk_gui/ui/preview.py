@@ -220,7 +220,7 @@ class PreviewPanel(QtWidgets.QWidget):
         object tells the player (a Python-made object) that a connection went away: that
         call takes the GIL while holding Qt's connection lock. A stop or seek called from
         Python holds the GIL and can wait for that same lock: both threads wait forever (about
-        one stop in 150 right after the first frame, measured). Called from the event loop,
+        one stop in 75 right after the first frame, measured). Called from the event loop,
         the slot runs in C++ with the GIL free.
         """
         QtCore.QMetaObject.invokeMethod(

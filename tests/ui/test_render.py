@@ -158,7 +158,7 @@ def test_closing_right_after_the_first_frame_lets_go_of_the_video(
     qtbot: Any, make_window: WindowFactory, tiny_video: Path
 ) -> None:
     # The moment a stop once hung in (QtMultimedia's threads and the GIL waiting on each
-    # other, about one stop in 150): the poster frame has just arrived. A hang fails on the
+    # other, about one stop in 75): the poster frame has just arrived. A hang fails on the
     # timeout; each pass must end with the player idle and the file let go.
     for _ in range(15):
         window = make_window()
