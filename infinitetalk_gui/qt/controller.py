@@ -28,7 +28,7 @@ import numpy.typing as npt
 from infinitetalk_gui.core import audio as audio_core
 from infinitetalk_gui.core import media, paths, pipeline, runpod
 from infinitetalk_gui.core.cancel import CancelToken
-from infinitetalk_gui.core.demo_endpoint import DemoEndpointProcess
+from infinitetalk_gui.core.demo_endpoint import DemoEndpoint, DemoEndpointProcess
 from infinitetalk_gui.core.errors import InfiniteTalkError
 from infinitetalk_gui.core.models import Job, JobState, RenderSettings
 from infinitetalk_gui.core.store import JobStore
@@ -164,7 +164,7 @@ class RenderController(QtCore.QObject):
         self._closed = False
 
         self._demo_latency_s = demo_latency_s
-        self._demo: DemoEndpointProcess | None = None
+        self._demo: DemoEndpointProcess | DemoEndpoint | None = None
         self._demo_lock = threading.Lock()
 
         # Bumped by each preview request: only the newest answer of a kind is signalled.
@@ -336,7 +336,12 @@ class RenderController(QtCore.QObject):
         """
         with self._demo_lock:
             if self._demo is None:
-                self._demo = DemoEndpointProcess(latency_s=self._demo_latency_s).start()
+                try:
+                    self._demo = DemoEndpointProcess(latency_s=self._demo_latency_s).start()
+                except (InfiniteTalkError, OSError) as error:
+                    # A demo that works beats a smoother one: serve it from this process.
+                    log.warning("demo endpoint process unavailable (%s): running it here", error)
+                    self._demo = DemoEndpoint(latency_s=self._demo_latency_s).start()
             return self._demo.url
 
     # -- GUI-thread side of a render ---------------------------------------------------------

@@ -150,6 +150,32 @@ def test_analyse_image_valid_and_invalid(
     assert path == str(media["text_png"]) and "notes.png" in message
 
 
+def test_demo_runs_in_its_own_process_or_here_when_that_cannot_start(
+    make_controller: Callable[..., RenderController],
+    qtbot: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infinitetalk_gui.core import demo_endpoint
+    from infinitetalk_gui.core.errors import ConfigError
+
+    controller = make_controller()
+    with qtbot.waitSignal(controller.connectionChecked, timeout=LONG) as blocker:
+        controller.check_connection("", None, demo=True)
+    assert blocker.args[0], blocker.args[1]
+    assert isinstance(controller._demo, demo_endpoint.DemoEndpointProcess)
+
+    def cannot_start(self: Any) -> Any:
+        raise ConfigError("The built-in demo endpoint did not start within 60 s.")
+
+    monkeypatch.setattr(demo_endpoint.DemoEndpointProcess, "start", cannot_start)
+    fallback = make_controller()
+    with qtbot.waitSignal(fallback.connectionChecked, timeout=LONG) as blocker:
+        fallback.check_connection("", None, demo=True)
+    ok, message = blocker.args
+    assert ok, message  # still a working demo, served from the app's process
+    assert isinstance(fallback._demo, demo_endpoint.DemoEndpoint)
+
+
 def test_check_connection(make_controller: Callable[..., RenderController], qtbot: Any) -> None:
     controller = make_controller()
     with qtbot.waitSignal(controller.connectionChecked, timeout=LONG) as blocker:
