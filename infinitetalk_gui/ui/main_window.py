@@ -23,6 +23,7 @@ from infinitetalk_gui.core.store import JobStore
 from infinitetalk_gui.qt.compat import QtCore, QtGui, QtWidgets
 from infinitetalk_gui.qt.models import (
     COL_PROGRESS,
+    STATE_LABELS,
     ChunkTableModel,
     ProgressBarDelegate,
     fit_chunk_columns,
@@ -36,7 +37,7 @@ from infinitetalk_gui.ui.log_viewer import LogViewer
 from infinitetalk_gui.ui.preview import PreviewPanel, open_folder
 from infinitetalk_gui.ui.settings_dialog import SettingsDialog, default_output_dir
 from infinitetalk_gui.ui.state import ENDPOINT_DEMO, ENDPOINT_RUNPOD, UiState
-from infinitetalk_gui.ui.text import money, plural, rough_time
+from infinitetalk_gui.ui.text import money, plain_status, plural, rough_time
 
 log = logging.getLogger(__name__)
 
@@ -850,7 +851,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_actions()
 
     def _log_line(self, line: str) -> None:
-        self.status_label.setText(line)
+        self.status_label.setText(plain_status(line, STATE_LABELS))
 
     def _error(self, title: str, message: str) -> None:
         QtWidgets.QMessageBox.warning(self, title, message)

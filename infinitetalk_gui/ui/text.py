@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
+from infinitetalk_gui.core.models import JobState
+
 
 def clock(ms: float | None) -> str:
     """``83_000`` -> ``"1:23"``; an hour or more -> ``"1:02:03"``."""
@@ -54,3 +59,13 @@ def ffmpeg_version_line(output: str) -> str:
     if len(parts) >= 3 and parts[0] == "ffmpeg" and parts[1] == "version":
         return parts[2]
     return first or "unknown"
+
+
+_STATE_WORDS = re.compile(r"\b(IN_QUEUE|IN_PROGRESS|COMPLETED|FAILED|CANCELLED|TIMED_OUT)\b")
+
+
+def plain_status(line: str, labels: Mapping[JobState, str]) -> str:
+    """A core log line for the status bar: RunPod's state names as the words the chunk table
+    uses (``chunk 2/3 IN_PROGRESS`` -> ``Chunk 2/3 rendering``), first letter capitalised."""
+    text = _STATE_WORDS.sub(lambda match: labels[JobState(match.group(1))], line)
+    return text[:1].upper() + text[1:]

@@ -391,3 +391,14 @@ def test_closing_during_a_job_asks_first(
     assert window.isVisible() and window.busy
     with qtbot.waitSignal(window.controller.jobFinished, timeout=30000):
         window.cancel_render()
+
+
+def test_the_status_line_speaks_the_table_s_words(window: MainWindow) -> None:
+    window._log_line("chunk 2/3 IN_PROGRESS (attempt 2)")
+    assert window.status_label.text() == "Chunk 2/3 rendering (attempt 2)"
+    window._log_line("chunk 1/3 COMPLETED (queue 0.4 s, GPU 3.0 s, $0.0010)")
+    assert window.status_label.text() == "Chunk 1/3 done (queue 0.4 s, GPU 3.0 s, $0.0010)"
+    window._log_line("chunk 3/3 FAILED: out of memory")
+    assert window.status_label.text() == "Chunk 3/3 failed: out of memory"
+    window._log_line("Done: /tmp/out/voice-talking.mp4")  # not a state: as it is
+    assert window.status_label.text() == "Done: /tmp/out/voice-talking.mp4"
