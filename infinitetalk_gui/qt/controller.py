@@ -75,6 +75,25 @@ _LastAudio = tuple[Path, audio_core.AudioInfo, audio_core.AudioAnalysis, audio_c
 _PreviewKind = Literal["audio", "image"]
 
 
+def _audio_preview(
+    info: audio_core.AudioInfo,
+    analysis: audio_core.AudioAnalysis,
+    params: audio_core.SplitParams,
+    points: int,
+) -> AudioPreview:
+    """What the voice zone draws: the waveform and the cuts planned for these settings."""
+    return AudioPreview(
+        info=info,
+        envelope=audio_core.waveform_envelope(analysis, points),
+        cuts=audio_core.plan_cuts(
+            analysis.duration_ms, analysis.silences, analysis.energy_db, params
+        ),
+        duration_ms=analysis.duration_ms,
+        silences=list(analysis.silences),
+        params=params,
+    )
+
+
 def pil_to_qimage(image: Any) -> QtGui.QImage:
     """A PIL image as a QImage that owns its pixels (safe to build off the GUI thread)."""
     rgba = image.convert("RGBA")
@@ -476,17 +495,7 @@ class RenderController(QtCore.QObject):
             return
 
         def task() -> AudioPreview:
-            cuts = audio_core.plan_cuts(
-                analysis.duration_ms, analysis.silences, analysis.energy_db, params
-            )
-            return AudioPreview(
-                info=info,
-                envelope=audio_core.waveform_envelope(analysis, points),
-                cuts=cuts,
-                duration_ms=analysis.duration_ms,
-                silences=list(analysis.silences),
-                params=params,
-            )
+            return _audio_preview(info, analysis, params, points)
 
         def keep(preview: AudioPreview) -> AudioPreview:
             self._last_audio = (path, info, analysis, params)
@@ -501,18 +510,7 @@ class RenderController(QtCore.QObject):
         info = audio_core.validate_audio(path)
         with tempfile.TemporaryDirectory(prefix="preview-", dir=paths.cache_dir()) as work:
             analysis = audio_core.analyse_audio(path, work, params)
-        cuts = audio_core.plan_cuts(
-            analysis.duration_ms, analysis.silences, analysis.energy_db, params
-        )
-        preview = AudioPreview(
-            info=info,
-            envelope=audio_core.waveform_envelope(analysis, points),
-            cuts=cuts,
-            duration_ms=analysis.duration_ms,
-            silences=list(analysis.silences),
-            params=params,
-        )
-        return info, analysis, preview
+        return info, analysis, _audio_preview(info, analysis, params, points)
 
     def analyse_image(self, path: Path, width: int, height: int, pad: str) -> None:
         """Validate a portrait and frame it as it will be sent: imageAnalysed or imageRejected."""
