@@ -20,13 +20,6 @@ def clock(ms: float | None) -> str:
     return f"{minutes}:{seconds:02d}"
 
 
-def clock_precise(ms: float) -> str:
-    """``1234`` -> ``"0:01.2"``: for short spans where tenths matter."""
-    ms = max(0.0, ms)
-    minutes, rest = divmod(ms / 1000, 60)
-    return f"{int(minutes)}:{rest:04.1f}"
-
-
 def rough_time(seconds: float) -> str:
     """A duration in words, rounded the way people say it: "12 s", "about 4 min", "1 h 20 min"."""
     seconds = max(0.0, seconds)
